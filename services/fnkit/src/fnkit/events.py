@@ -1,0 +1,168 @@
+"""CloudEvents at the HTTP boundary: parse requests, build and encode events.
+
+Parsing is done by the `cloudevents` SDK; this module only decides which of its parsers
+applies and turns every way a request can fail to be a CloudEvent into a precise 400 or 415,
+checking first what the SDK would otherwise fill in silently (it invents an `id` when one is
+missing).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+from cloudevents.core.bindings.http import HTTPMessage, from_binary, from_structured, to_binary
+from cloudevents.core.exceptions import BaseCloudEventException, CloudEventValidationError
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from fnkit.errors import BadEvent, UnsupportedMediaType
+
+__all__ = [
+    "CloudEvent",
+    "EncodedEvent",
+    "encode_binary",
+    "event_data",
+    "new_event",
+    "from_json",
+    "parse_event",
+    "to_json",
+]
+
+REQUIRED: Final = ("id", "source", "type", "specversion")
+SUPPORTED_SPECVERSIONS: Final = ("1.0",)
+STRUCTURED: Final = "application/cloudevents+json"
+BATCH: Final = "application/cloudevents-batch+json"
+JSON: Final = "application/json"
+
+_FORMAT: Final = JSONFormat()
+
+EncodedEvent = tuple[list[tuple[bytes, bytes]], bytes]
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == JSON or (media_type.startswith(("application/", "text/"))
+                                  and media_type.endswith(("+json", "/json")))
+
+
+def _check_attributes(present: Mapping[str, Any], mode: str) -> None:
+    missing = [name for name in REQUIRED if not present.get(name)]
+    if missing:
+        where = "ce-" + ", ce-".join(missing) if mode == "binary" else ", ".join(missing)
+        raise BadEvent(
+            f"{mode} CloudEvent is missing required attribute(s): {where}",
+            details={"missing": missing},
+        )
+    specversion = present["specversion"]
+    if specversion not in SUPPORTED_SPECVERSIONS:
+        raise BadEvent(
+            f"unsupported specversion {specversion!r}; supported: {', '.join(SUPPORTED_SPECVERSIONS)}"
+        )
+
+
+def _sdk_error(exc: Exception) -> BadEvent:
+    if isinstance(exc, CloudEventValidationError):
+        problems = {name: [str(e) for e in errors] for name, errors in exc.errors.items()}
+        first = next(iter(problems.values()))[0]
+        return BadEvent(f"invalid CloudEvent attribute: {first}", details=problems)
+    return BadEvent(f"invalid CloudEvent: {exc}")
+
+
+def parse_event(headers: Mapping[str, str], body: bytes) -> CloudEvent:
+    """Parse an HTTP request (lower-cased header names) into a CloudEvent, or raise why not."""
+    content_type = headers.get("content-type", "")
+    media_type = _media_type(content_type)
+    if media_type == BATCH:
+        raise UnsupportedMediaType(
+            "batch mode (application/cloudevents-batch+json) is not supported; "
+            "send one event per request"
+        )
+    attributes = {name[3:]: value for name, value in headers.items() if name.startswith("ce-")}
+    if attributes:
+        _check_attributes(attributes, "binary")
+        if body and _is_json(media_type or JSON):
+            try:
+                orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise BadEvent(f"event data is not valid JSON: {exc}") from None
+        message = HTTPMessage(headers=dict(headers), body=body)
+        try:
+            event = from_binary(message, _FORMAT, CloudEvent)
+        except (BaseCloudEventException, ValueError, TypeError) as exc:
+            raise _sdk_error(exc) from None
+        return event  # type: ignore[return-value]
+    if media_type != STRUCTURED:
+        raise UnsupportedMediaType(
+            "not a CloudEvent: send binary mode (ce-id, ce-source, ce-type, ce-specversion "
+            f"headers) or structured mode ({STRUCTURED}); got content-type {content_type!r}"
+        )
+    try:
+        envelope = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadEvent(f"structured CloudEvent body is not valid JSON: {exc}") from None
+    if not isinstance(envelope, dict):
+        raise BadEvent("structured CloudEvent body must be a JSON object")
+    _check_attributes(envelope, "structured")
+    try:
+        event = from_structured(HTTPMessage(headers=dict(headers), body=body), _FORMAT, CloudEvent)
+    except (BaseCloudEventException, ValueError, TypeError) as exc:
+        raise _sdk_error(exc) from None
+    return event  # type: ignore[return-value]
+
+
+def new_event(
+    type: str,
+    source: str,
+    data: Any = None,
+    *,
+    subject: str | None = None,
+    id: str | None = None,
+    **extensions: Any,
+) -> CloudEvent:
+    """A CloudEvent with JSON data, a fresh id and the current time."""
+    attributes: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": id or str(uuid.uuid4()),
+        "source": source,
+        "type": type,
+        "time": datetime.now(UTC),
+        "datacontenttype": JSON,
+    }
+    if subject is not None:
+        attributes["subject"] = subject
+    attributes.update({k: v for k, v in extensions.items() if v is not None})
+    return CloudEvent(attributes, data)
+
+
+def event_data(event: CloudEvent) -> Any:
+    """The event's data, decoded from JSON when it arrived as a JSON string or bytes."""
+    data = event.get_data()
+    if isinstance(data, bytes | str) and _is_json(_media_type(event.get_datacontenttype() or "")):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return data
+    return data
+
+
+def encode_binary(event: CloudEvent) -> EncodedEvent:
+    """The event in binary mode, as ASGI-ready header pairs and a body."""
+    message = to_binary(event, _FORMAT)
+    return [(k.lower().encode(), v.encode()) for k, v in message.headers.items()], message.body
+
+
+def to_json(event: CloudEvent) -> bytes:
+    """The event in structured JSON form, for storing it."""
+    return _FORMAT.write(event)
+
+
+def from_json(document: bytes) -> CloudEvent:
+    """An event stored with `to_json`."""
+    return _FORMAT.read(CloudEvent, document)  # type: ignore[return-value]

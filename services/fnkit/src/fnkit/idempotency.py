@@ -1,0 +1,97 @@
+"""Side effects once per event, under at-least-once delivery.
+
+A delivery claims the event's key by inserting a document whose `_id` is the key: MongoDB's
+unique `_id` index settles any race, with no read-then-write. The claim is a lease:
+
+- the claim succeeds -> run the work, then mark the key done and keep the reply, so a later
+  duplicate gets the very same reply without running the work again;
+- the work fails -> the claim is dropped, so the broker's retry runs it again;
+- the key is done -> the stored reply is returned at once;
+- another delivery holds a live lease -> 409, which Knative retries later;
+- the lease ran out (its holder crashed) -> the next delivery takes the key over.
+
+Work must finish well inside the lease (`IDEMPOTENCY_LEASE_SECONDS`), or a second delivery
+may take over and run it again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from bson import Binary
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from fnkit.errors import Conflict
+from fnkit.events import CloudEvent, from_json, to_json
+
+COLLECTION: Final = "fnkit_processed_events"
+RUNNING: Final = "running"
+DONE: Final = "done"
+
+Work = Callable[[], Awaitable[CloudEvent | None]]
+
+
+def event_key(event: CloudEvent) -> str:
+    """CloudEvents' own identity: `source` and `id` together are unique per event."""
+    return f"{event.get_source()}\x1f{event.get_id()}"
+
+
+class IdempotencyGuard:
+    def __init__(self, collection: AsyncCollection[dict[str, Any]], lease_seconds: float) -> None:
+        self.collection = collection
+        self.lease = timedelta(seconds=lease_seconds)
+
+    async def run(self, key: str, work: Work) -> tuple[CloudEvent | None, bool]:
+        """Run `work` once for `key`; returns (reply, whether this call ran the work)."""
+        owner = uuid.uuid4().hex
+        stored = await self._claim(key, owner)
+        if stored is not None:
+            reply = stored.get("reply")
+            return (from_json(bytes(reply)) if reply else None), False
+        try:
+            reply = await work()
+        except BaseException:
+            await self.collection.delete_one({"_id": key, "owner": owner})
+            raise
+        await self.collection.update_one(
+            {"_id": key, "owner": owner},
+            {"$set": {
+                "state": DONE,
+                "done_at": datetime.now(UTC),
+                "reply": Binary(to_json(reply)) if reply is not None else None,
+            }},
+        )
+        return reply, True
+
+    async def _claim(self, key: str, owner: str) -> dict[str, Any] | None:
+        """Claim `key` (returns None) or return the finished record of an earlier delivery."""
+        now = datetime.now(UTC)
+        try:
+            await self.collection.insert_one(
+                {"_id": key, "state": RUNNING, "owner": owner, "lease_until": now + self.lease,
+                 "claimed_at": now}
+            )
+            return None
+        except DuplicateKeyError:
+            pass
+        existing = await self.collection.find_one({"_id": key})
+        if existing is None:  # dropped by a failed delivery in between: claim afresh
+            return await self._claim(key, owner)
+        if existing["state"] == DONE:
+            return existing
+        lease_until = existing["lease_until"]
+        if lease_until.tzinfo is None:
+            lease_until = lease_until.replace(tzinfo=UTC)
+        if lease_until > now:
+            raise Conflict(f"event {key!r} is being processed by another delivery; retry later")
+        taken = await self.collection.find_one_and_update(
+            {"_id": key, "state": RUNNING, "owner": existing["owner"]},
+            {"$set": {"owner": owner, "lease_until": now + self.lease, "claimed_at": now}},
+        )
+        if taken is None:
+            raise Conflict(f"event {key!r} was just claimed by another delivery; retry later")
+        return None

@@ -1,0 +1,54 @@
+"""W3C trace context carried through events.
+
+An incoming event's `traceparent` (the CloudEvents distributed-tracing extension, or the
+HTTP header) becomes the current trace; events emitted or replied while handling it carry
+the same trace id with a new span id, so one id follows a request across every function.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Final
+
+_TRACEPARENT: Final = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_INVALID_TRACE: Final = "0" * 32
+_INVALID_SPAN: Final = "0" * 16
+
+
+@dataclass(frozen=True, slots=True)
+class TraceContext:
+    trace_id: str
+    span_id: str
+    flags: str = "01"
+
+    @classmethod
+    def parse(cls, traceparent: str | None) -> TraceContext | None:
+        if not traceparent:
+            return None
+        match = _TRACEPARENT.match(traceparent.strip().lower())
+        if not match or match[1] == _INVALID_TRACE or match[2] == _INVALID_SPAN:
+            return None
+        return cls(match[1], match[2], match[3])
+
+    @classmethod
+    def new_root(cls) -> TraceContext:
+        return cls(os.urandom(16).hex(), os.urandom(8).hex())
+
+    def child(self) -> TraceContext:
+        return TraceContext(self.trace_id, os.urandom(8).hex(), self.flags)
+
+    @property
+    def traceparent(self) -> str:
+        return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
+
+
+current_trace: ContextVar[TraceContext | None] = ContextVar("fnkit_current_trace", default=None)
+
+
+def outgoing_traceparent() -> str:
+    """The traceparent for an event leaving this invocation (a new root outside one)."""
+    parent = current_trace.get()
+    return (parent.child() if parent else TraceContext.new_root()).traceparent
