@@ -181,7 +181,7 @@ class Function(Generic[S]):
         outcome, status, problem_message = "ok", 204, None
         try:
             reply = await self._dispatch(route, event)
-        except Exception as exc:  # noqa: BLE001 - every failure is mapped to the contract
+        except Exception as exc:
             problem = error_response(exc)
             status, problem_message = problem.status, problem.message
             outcome = "rejected" if problem.status < 500 else "failed"
@@ -214,7 +214,7 @@ class Function(Generic[S]):
             log.log(logging.WARNING if status >= 500 else logging.INFO, "invocation", extra=fields)
             current_trace.reset(trace_token)
 
-    async def _dispatch(self, route: _Route | None, event: CloudEvent) -> CloudEvent | None | _Duplicate:
+    async def _dispatch(self, route: _Route | None, event: CloudEvent) -> CloudEvent | _Duplicate | None:
         if not self._setup_done.is_set():
             raise _Starting(f"{self.name} is starting: {self._setup_error}")
         if route is None:
@@ -285,7 +285,7 @@ class Function(Generic[S]):
             hook = pending[0]
             try:
                 await hook(ctx)
-            except Exception as exc:  # noqa: BLE001 - keep trying; readiness reports it
+            except Exception as exc:
                 self._setup_error = f"start-up hook {hook.__name__} failed: {exc}"
                 log.warning("start-up hook failed; retrying", extra={
                     "hook": hook.__name__, "error": str(exc), "retry_in_s": delay})
@@ -361,7 +361,7 @@ class _Duplicate:
 async def _check(operation: Awaitable[Any], timeout: float) -> str:
     try:
         await asyncio.wait_for(operation, timeout)
-    except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
+    except Exception as exc:
         return f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__
     return "ok"
 

@@ -26,8 +26,8 @@ __all__ = [
     "EncodedEvent",
     "encode_binary",
     "event_data",
-    "new_event",
     "from_json",
+    "new_event",
     "parse_event",
     "to_json",
 ]

@@ -1,0 +1,1 @@
+"""devplane: the local event plane (broker, triggers, cron, workflows) and local servers."""
