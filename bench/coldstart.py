@@ -1,0 +1,252 @@
+"""Cold start: time from process spawn to the first answered CloudEvent.
+
+The harness spawns the server pinned to one core and, from the other core, POSTs a
+binary-mode CloudEvent every 2 ms until one gets an answer that is not a 5xx (a function
+answers 503 while its start-up hooks have not finished). That covers interpreter start,
+imports, app construction, client set-up, start-up hooks and the first request. Each
+target's first run is discarded (it warms the page cache for all); runs are interleaved.
+
+Project services are found in the chart's values (`functions.*.module`); each one whose module
+imports is started with its real imports and clients, against a real MongoDB-protocol server
+and a real MinIO server (devplane.servers), with a sink that accepts emitted events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import yaml
+
+from bench.common import (
+    RESULTS,
+    ROOT,
+    VENV_BIN,
+    WORK,
+    Cores,
+    Server,
+    Target,
+    ensure_ff_env,
+    event_targets,
+    header,
+    load_average,
+    median,
+    pin_self,
+    versions,
+    write_json,
+)
+
+VALUES = ROOT / "charts" / "knative-playbook" / "values.yaml"
+ECHO_GOAL_MS = 350
+SERVICE_GOAL_MS = 600
+
+
+@dataclass(frozen=True)
+class Params:
+    runs: int = 7
+    services: bool = True
+
+
+def discover_services() -> tuple[list[Target], dict[str, str]]:
+    """Services from the chart's values whose module imports; and why the others were left out."""
+    functions = yaml.safe_load(VALUES.read_text()).get("functions", {})
+    found, skipped = [], {}
+    for name, spec in functions.items():
+        module = (spec or {}).get("module")
+        if not module:
+            continue
+        probe = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import importlib, sys; importlib.import_module(sys.argv[1])",
+                module.split(":")[0],
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        if probe.returncode != 0:
+            last = (probe.stderr.strip().splitlines() or ["import failed"])[-1]
+            skipped[name] = last[:160]
+            continue
+        found.append(
+            Target(
+                f"svc:{name}",
+                name,
+                (str(VENV_BIN / "fnkit-serve"), module, "--host", "127.0.0.1", "--port", "{port}"),
+                env=(("ENVIRONMENT", "dev"), ("MONGO_DB", f"bench_{name.replace('-', '_')}")),
+                note=f"fnkit-serve {module}",
+            )
+        )
+    return found, skipped
+
+
+class _Sink(BaseHTTPRequestHandler):
+    """Accepts every emitted event, as a broker would."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.send_response(202)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def service_environment() -> Iterator[dict[str, str]]:
+    """Real MongoDB and MinIO servers, and an event sink, for the services' cold starts."""
+    from devplane.servers import minio_server, mongo_server
+
+    root = WORK / "servers"
+    root.mkdir(parents=True, exist_ok=True)
+    mongo, minio = mongo_server(root), minio_server(root)
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    try:
+        mongo.start()
+        minio.start()
+        yield {
+            "MONGO_URL": mongo.url,
+            "MINIO_ENDPOINT": minio.endpoint,
+            "MINIO_ACCESS_KEY": minio.access_key,
+            "MINIO_SECRET_KEY": minio.secret_key,
+            "K_SINK": f"http://127.0.0.1:{sink.server_address[1]}/",
+        }
+    finally:
+        sink.shutdown()
+        minio.stop()
+        mongo.stop()
+
+
+def cold_start(target: Target, cores: Cores, env: dict[str, str]) -> float:
+    """Milliseconds from spawn to the first answered CloudEvent."""
+    server = Server(target, cores, env=env)
+    server.start()
+    try:
+        return server.wait_answered(timeout=60.0) * 1000
+    finally:
+        server.stop()
+
+
+def run(params: Params, only: list[str] | None = None) -> dict[str, Any]:
+    cores = Cores.pick()
+    pin_self(cores)
+    ensure_ff_env()
+    targets = [t for t in event_targets() if not only or t.key in only]
+    skipped: dict[str, str] = {}
+    stack = contextlib.ExitStack()
+    env: dict[str, str] = {}
+    if params.services:
+        services, skipped = discover_services()
+        services = [t for t in services if not only or t.key in only or t.label in only]
+        if services:
+            env = stack.enter_context(service_environment())
+        targets += services
+    load_before = load_average()
+    times: dict[str, list[float]] = {t.key: [] for t in targets}
+    with stack:
+        for run_no in range(params.runs + 1):
+            for target in targets:
+                ms = cold_start(target, cores, env)
+                if run_no:  # the first run of each target only warms the page cache
+                    times[target.key].append(ms)
+                print(
+                    f"run {run_no}/{params.runs} {target.label:<30} {ms:7.1f} ms"
+                    f"{'  (warm-up, discarded)' if not run_no else ''}",
+                    flush=True,
+                )
+    payload = {
+        "params": {"runs": params.runs},
+        "cores": {"server": cores.server, "load": cores.load},
+        "load_before": load_before,
+        "load_after": load_average(),
+        "versions": versions(),
+        "targets": {
+            t.key: {
+                "label": t.label,
+                "note": t.note,
+                "service": t.key.startswith("svc:"),
+                "ms": times[t.key],
+            }
+            for t in targets
+        },
+        "skipped": skipped,
+    }
+    write_json("coldstart", payload)
+    write_markdown(payload)
+    return payload
+
+
+def summary(payload: dict[str, Any]) -> dict[str, dict[str, float]]:
+    return {
+        key: {"median": median(e["ms"]), "min": min(e["ms"]), "max": max(e["ms"])}
+        for key, e in payload["targets"].items()
+    }
+
+
+def write_markdown(payload: dict[str, Any]) -> None:
+    cores = Cores(**payload["cores"])
+    stats = summary(payload)
+    lines = header(
+        "Cold start: process spawn to first answered CloudEvent",
+        cores,
+        payload["load_before"],
+        payload["load_after"],
+        payload["versions"],
+    )
+    lines += [
+        f"- Parameters: {payload['params']['runs']} runs per target after one discarded warm-up "
+        "run, interleaved; a binary-mode CloudEvent POSTed every 2 ms from the other core until "
+        "an answer that is not a 5xx",
+        "",
+        "| target | median ms | min - max ms | vs bare ASGI | vs functions-framework | goal |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    bare, ff = stats.get("bare", {}).get("median"), stats.get("ff", {}).get("median")
+    for key, entry in payload["targets"].items():
+        s = stats[key]
+        goal = SERVICE_GOAL_MS if entry["service"] else ECHO_GOAL_MS if key == "fnkit" else None
+        verdict = (
+            "" if goal is None else (f"<= {goal} ms: {'met' if s['median'] <= goal else 'missed'}")
+        )
+        vs_bare = f"{s['median'] / bare:.2f}x" if bare else "-"
+        vs_ff = f"{s['median'] / ff:.2f}x" if ff else "-"
+        lines.append(
+            f"| {entry['label']} | {s['median']:.0f} | {s['min']:.0f} - {s['max']:.0f} | "
+            f"{vs_bare} | {vs_ff} | {verdict} |"
+        )
+    lines += ["", "Targets:", ""]
+    lines += [f"- **{e['label']}**: {e['note']}" for e in payload["targets"].values()]
+    if payload["skipped"]:
+        lines += [
+            "",
+            "Services in the chart's values left out (their module does not import here yet):",
+            "",
+        ]
+        lines += [f"- {name}: {why}" for name, why in payload["skipped"].items()]
+    (RESULTS / "coldstart.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.coldstart", description=__doc__)
+    parser.add_argument("--runs", type=int, default=Params.runs)
+    parser.add_argument("--no-services", action="store_true", help="only echo and baselines")
+    parser.add_argument(
+        "--only", nargs="*", help="target keys: fnkit ff ff-asgi bare, or service names"
+    )
+    args = parser.parse_args(argv)
+    run(Params(args.runs, not args.no_services), args.only)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""Event runtime: requests/s and p50/p99 latency of an echo CloudEvent function, one core each.
+
+Each target serves one echo CloudEvent function in one process (tree) pinned to one core;
+`wrk` (one thread, fixed connections) runs pinned to the other core and POSTs a binary-mode
+CloudEvent. Rounds are interleaved (every target once per round, order rotated) so that a
+burst of load from elsewhere on the machine hits all targets alike; ratios are the median of
+per-round ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bench.common import (
+    BENCH,
+    EVENT_BODY,
+    RESULTS,
+    Cores,
+    Server,
+    Target,
+    ensure_ff_env,
+    event_targets,
+    header,
+    load_average,
+    median,
+    pin_self,
+    post_event,
+    running,
+    versions,
+    write_json,
+)
+
+LUA = BENCH / "wrk" / "cloudevent.lua"
+BASELINES = ("bare", "ff", "ff-asgi")
+
+
+@dataclass(frozen=True)
+class Params:
+    rounds: int = 5
+    seconds: int = 10
+    warmup: int = 2
+    connections: int = 64
+
+
+@dataclass(frozen=True)
+class Sample:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu: float  # share of one core the server used
+    wrk_cpu: float  # share of one core wrk used: far below 1 means wrk was not the bottleneck
+    log_lines_per_request: float
+
+
+def _wrk(port: int, cores: Cores, seconds: int, connections: int) -> tuple[dict[str, Any], float]:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    argv = cores.pin(
+        cores.load,
+        [
+            wrk,
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "5s",
+            "-s",
+            str(LUA),
+            f"http://127.0.0.1:{port}/",
+        ],
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result = json.loads(out.strip().splitlines()[-1])
+    errors = sum(
+        result[k]
+        for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
+    )
+    if errors:
+        raise RuntimeError(f"wrk saw errors against port {port}: {result}")
+    return result, cpu
+
+
+def check_answer(server: Server) -> None:
+    """The echo really echoes (fnkit and the floor reply with an event; ff answers 200)."""
+    status, headers, body = post_event(server.port)
+    if status != 200:
+        raise RuntimeError(f"{server.target.label} answered {status}: {body[:200]!r}")
+    echoes = server.target.key in ("fnkit", "bare")
+    if echoes and (not headers.get("ce-type") or json.loads(body) != json.loads(EVENT_BODY)):
+        raise RuntimeError(f"{server.target.label} did not echo: {headers} {body!r}")
+
+
+def measure(target: Target, cores: Cores, params: Params) -> Sample:
+    env = {"LOG_LEVEL": "INFO"}
+    with running(target, cores, env) as server:
+        check_answer(server)
+        _wrk(server.port, cores, params.warmup, params.connections)
+        time.sleep(0.2)
+        cpu_before, lines_before = server.cpu_seconds(), server.lines
+        result, wrk_cpu = _wrk(server.port, cores, params.seconds, params.connections)
+        time.sleep(0.3)  # let the drain thread catch up with the log lines
+        cpu_after, lines_after = server.cpu_seconds(), server.lines
+    seconds = result["duration_us"] / 1e6
+    return Sample(
+        rps=result["requests"] / seconds,
+        p50_ms=result["p50_us"] / 1000,
+        p99_ms=result["p99_us"] / 1000,
+        server_cpu=(cpu_after - cpu_before) / seconds,
+        wrk_cpu=wrk_cpu / seconds,
+        log_lines_per_request=(lines_after - lines_before) / max(1, result["requests"]),
+    )
+
+
+def run(params: Params, only: list[str] | None = None) -> dict[str, Any]:
+    cores = Cores.pick()
+    pin_self(cores)
+    ensure_ff_env()
+    targets = [t for t in event_targets() if not only or t.key in only]
+    load_before = load_average()
+    samples: dict[str, list[Sample]] = {t.key: [] for t in targets}
+    for round_no in range(params.rounds):
+        shift = round_no % len(targets)
+        for target in targets[shift:] + targets[:shift]:
+            sample = measure(target, cores, params)
+            samples[target.key].append(sample)
+            print(
+                f"round {round_no + 1}/{params.rounds} {target.label:<30} "
+                f"{sample.rps:8.0f} req/s  p50 {sample.p50_ms:6.2f} ms  "
+                f"p99 {sample.p99_ms:6.2f} ms  server cpu {sample.server_cpu:4.2f}  "
+                f"wrk cpu {sample.wrk_cpu:4.2f}  load {load_average()}",
+                flush=True,
+            )
+    payload = {
+        "params": asdict(params),
+        "cores": asdict(cores),
+        "load_before": load_before,
+        "load_after": load_average(),
+        "versions": versions(),
+        "targets": {
+            t.key: {
+                "label": t.label,
+                "note": t.note,
+                "samples": [asdict(s) for s in samples[t.key]],
+            }
+            for t in targets
+        },
+    }
+    write_json("runtime", payload)
+    write_markdown(payload)
+    return payload
+
+
+def paired_ratio(payload: dict[str, Any], key: str, baseline: str) -> float | None:
+    """Median over rounds of key's req/s divided by the baseline's in the same round."""
+    targets = payload["targets"]
+    if key not in targets or baseline not in targets:
+        return None
+    pairs = zip(targets[key]["samples"], targets[baseline]["samples"], strict=True)
+    return median([a["rps"] / b["rps"] for a, b in pairs])
+
+
+def summary(payload: dict[str, Any]) -> dict[str, dict[str, float]]:
+    out = {}
+    for key, entry in payload["targets"].items():
+        samples = entry["samples"]
+        rps = [s["rps"] for s in samples]
+        out[key] = {
+            "rps": median(rps),
+            "rps_min": min(rps),
+            "rps_max": max(rps),
+            "p50_ms": median([s["p50_ms"] for s in samples]),
+            "p99_ms": median([s["p99_ms"] for s in samples]),
+            "server_cpu": median([s["server_cpu"] for s in samples]),
+            "wrk_cpu": max(s["wrk_cpu"] for s in samples),
+        }
+    return out
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def write_markdown(payload: dict[str, Any]) -> None:
+    cores = Cores(**payload["cores"])
+    params = Params(**payload["params"])
+    stats = summary(payload)
+    lines = header(
+        "Event runtime: echo CloudEvent function, one core",
+        cores,
+        payload["load_before"],
+        payload["load_after"],
+        payload["versions"],
+    )
+    lines += [
+        f"- Parameters: wrk, 1 thread, {params.connections} connections, "
+        f"{params.seconds} s per run after a {params.warmup} s warm-up, {params.rounds} "
+        "rounds interleaved; each run on a freshly started server; "
+        "a binary-mode CloudEvent of 60 bytes of JSON data (bench/wrk/cloudevent.lua)",
+        "",
+        "| target | req/s (median) | min - max | p50 ms | p99 ms | server CPU | "
+        "vs bare ASGI | vs functions-framework | vs ff --asgi |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, entry in payload["targets"].items():
+        s = stats[key]
+        lines.append(
+            f"| {entry['label']} | {s['rps']:,.0f} | {s['rps_min']:,.0f} - {s['rps_max']:,.0f} "
+            f"| {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {s['server_cpu']:.0%} | "
+            + " | ".join(_ratio(paired_ratio(payload, key, b)) for b in BASELINES)
+            + " |"
+        )
+    wrk_cpu = max(s["wrk_cpu"] for s in stats.values())
+    lines += [
+        "",
+        "Ratios are medians of per-round ratios (targets measured next to each other in "
+        f"time). wrk used at most {wrk_cpu:.0%} of its core, so the servers, not the load "
+        "generator, set these figures.",
+        "",
+        "Targets:",
+        "",
+    ]
+    lines += [f"- **{e['label']}**: {e['note']}" for e in payload["targets"].values()]
+    if "fnkit" in payload["targets"]:
+        per_request = median(
+            [s["log_lines_per_request"] for s in payload["targets"]["fnkit"]["samples"]]
+        )
+        lines += [
+            "",
+            f"fnkit wrote {per_request:.2f} JSON log lines per request under load (the contract: "
+            "one per invocation), and kept its metrics and traceparent handling on.",
+        ]
+    goals = []
+    bare, ff = paired_ratio(payload, "fnkit", "bare"), paired_ratio(payload, "fnkit", "ff")
+    if bare is not None:
+        goals.append(
+            f"- fnkit vs bare ASGI: {bare:.2f}x (goal >= 0.70x: "
+            f"{'met' if bare >= 0.7 else 'missed'})"
+        )
+    if ff is not None:
+        goals.append(
+            f"- fnkit vs functions-framework: {ff:.2f}x (goal >= 4x: "
+            f"{'met' if ff >= 4 else 'missed'})"
+        )
+    if goals:
+        lines += ["", "Goals (issue 11):", "", *goals]
+    (RESULTS / "runtime.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.runtime", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=Params.rounds)
+    parser.add_argument("--seconds", type=int, default=Params.seconds)
+    parser.add_argument("--warmup", type=int, default=Params.warmup)
+    parser.add_argument("--connections", type=int, default=Params.connections)
+    parser.add_argument("--only", nargs="*", help="target keys: fnkit ff ff-asgi bare")
+    args = parser.parse_args(argv)
+    run(Params(args.rounds, args.seconds, args.warmup, args.connections), args.only)
+
+
+if __name__ == "__main__":
+    main()
