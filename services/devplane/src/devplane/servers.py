@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-CACHE_BIN = Path(
-    os.environ.get("KNATIVE_PLAYBOOK_CACHE", Path.home() / ".cache" / "knative-playbook")
-) / "bin"
+CACHE_BIN = (
+    Path(os.environ.get("KNATIVE_PLAYBOOK_CACHE", Path.home() / ".cache" / "knative-playbook"))
+    / "bin"
+)
 
 MINIO_ROOT_USER = "minioadmin"
 MINIO_ROOT_PASSWORD = "minioadmin"  # noqa: S105 - local development server only
@@ -82,8 +83,11 @@ class ServerProcess:
         self.log_path = self.log_path or self.data_dir.parent / f"{self.name}-{self.port}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
-            self.command(), stdout=self._log, stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env}, start_new_session=True,
+            self.command(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -145,12 +149,24 @@ class MongoServer(ServerProcess):
 
     def command(self) -> list[str]:
         if self.flavour == "mongod":
-            return [str(self.binary), "--bind_ip", "127.0.0.1", "--port", str(self.port),
-                    "--dbpath", str(self.data_dir), "--quiet"]
+            return [
+                str(self.binary),
+                "--bind_ip",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dbpath",
+                str(self.data_dir),
+                "--quiet",
+            ]
         return [
-            str(self.binary), "--handler=sqlite", f"--sqlite-url=file:{self.data_dir}/",
-            f"--listen-addr=127.0.0.1:{self.port}", "--telemetry=disable",
-            "--log-level=warn", "--debug-addr=-",
+            str(self.binary),
+            "--handler=sqlite",
+            f"--sqlite-url=file:{self.data_dir}/",
+            f"--listen-addr=127.0.0.1:{self.port}",
+            "--telemetry=disable",
+            "--log-level=warn",
+            "--debug-addr=-",
         ]
 
 
@@ -169,9 +185,16 @@ class MinioServer(ServerProcess):
         return f"http://{self.endpoint}"
 
     def command(self) -> list[str]:
-        return [str(self.binary), "server", str(self.data_dir), "--address",
-                f"127.0.0.1:{self.port}", "--console-address", f"127.0.0.1:{free_port()}",
-                "--quiet"]
+        return [
+            str(self.binary),
+            "server",
+            str(self.data_dir),
+            "--address",
+            f"127.0.0.1:{self.port}",
+            "--console-address",
+            f"127.0.0.1:{free_port()}",
+            "--quiet",
+        ]
 
     def ready(self) -> bool:
         try:
@@ -182,8 +205,11 @@ class MinioServer(ServerProcess):
 
     def start(self, timeout: float = 60.0) -> None:
         self.env = {
-            "MINIO_ROOT_USER": self.access_key, "MINIO_ROOT_PASSWORD": self.secret_key,
-            "MINIO_BROWSER": "off", "MINIO_UPDATE": "off", **self.env,
+            "MINIO_ROOT_USER": self.access_key,
+            "MINIO_ROOT_PASSWORD": self.secret_key,
+            "MINIO_BROWSER": "off",
+            "MINIO_UPDATE": "off",
+            **self.env,
         }
         super().start(timeout)
 
@@ -204,8 +230,9 @@ def minio_server(
     binary = find_binary("minio")
     if binary is None:
         raise ServerUnavailable("no MinIO server: run scripts/install-test-servers")
-    return MinioServer("minio", port or free_port(), root / "minio-data", env=dict(env or {}),
-                       binary=binary)
+    return MinioServer(
+        "minio", port or free_port(), root / "minio-data", env=dict(env or {}), binary=binary
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -218,21 +245,20 @@ def main(argv: list[str] | None = None) -> None:
     root = args.data.resolve()
     root.mkdir(parents=True, exist_ok=True)
     servers: list[ServerProcess] = [
-        mongo_server(root, args.mongo_port), minio_server(root, args.minio_port)
+        mongo_server(root, args.mongo_port),
+        minio_server(root, args.minio_port),
     ]
     try:
         for server in servers:
             server.start()
-            print(f"{server.name} ready on 127.0.0.1:{server.port} (log {server.log_path})",
-                  flush=True)
+            print(
+                f"{server.name} ready on 127.0.0.1:{server.port} (log {server.log_path})",
+                flush=True,
+            )
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
         for server in reversed(servers):
             server.stop()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 @dataclass
@@ -246,8 +272,16 @@ class FunctionProcess(ServerProcess):
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "fnkit.serve", self.module, "--host", "127.0.0.1",
-                "--port", str(self.port)]
+        return [
+            sys.executable,
+            "-m",
+            "fnkit.serve",
+            self.module,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
 
     def ready(self) -> bool:
         try:
@@ -268,3 +302,7 @@ class FunctionProcess(ServerProcess):
                 pass
             time.sleep(0.1)
         raise ServerUnavailable(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+
+
+if __name__ == "__main__":
+    main()

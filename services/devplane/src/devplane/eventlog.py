@@ -1,0 +1,116 @@
+"""The event log: recent events with, for each, where it went, how many attempts, the outcome.
+
+A bounded ring, so a long `make dev` session or a 10,000-item fan-out never grows memory:
+the oldest records fall off the end.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Outcome = Literal["pending", "retrying", "delivered", "dead-lettered", "dropped", "lost"]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class DeliveryRecord:
+    """One Trigger's copy of an event, and what became of it."""
+
+    trigger: str
+    subscriber: str
+    url: str
+    duplicate: bool = False
+    attempts: int = 0
+    outcome: Outcome = "pending"
+    status: int | None = None
+    error: str | None = None
+    reply_id: str | None = None
+    dead_letter_url: str | None = None
+    updated_at: str = field(default_factory=_now)
+
+    def view(self) -> dict[str, Any]:
+        view = {
+            "trigger": self.trigger,
+            "subscriber": self.subscriber,
+            "url": self.url,
+            "attempts": self.attempts,
+            "outcome": self.outcome,
+            "status": self.status,
+            "updated_at": self.updated_at,
+        }
+        if self.duplicate:
+            view["duplicate"] = True
+        if self.error:
+            view["error"] = self.error
+        if self.reply_id:
+            view["reply_id"] = self.reply_id
+        if self.dead_letter_url:
+            view["dead_letter_url"] = self.dead_letter_url
+        return view
+
+
+@dataclass(slots=True)
+class EventRecord:
+    """An event as the broker received it, and every delivery of it."""
+
+    id: str
+    type: str
+    source: str
+    subject: str | None
+    origin: str
+    received_at: str = field(default_factory=_now)
+    deliveries: list[DeliveryRecord] = field(default_factory=list)
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "source": self.source,
+            "subject": self.subject,
+            "origin": self.origin,
+            "received_at": self.received_at,
+            "deliveries": [d.view() for d in self.deliveries],
+        }
+
+
+class EventLog:
+    def __init__(self, size: int) -> None:
+        self._records: deque[EventRecord] = deque(maxlen=size)
+
+    def add(self, record: EventRecord) -> None:
+        self._records.append(record)
+
+    def __iter__(self) -> Iterator[EventRecord]:
+        return iter(self._records)
+
+    def query(
+        self,
+        *,
+        type: str | None = None,
+        source: str | None = None,
+        id: str | None = None,
+        limit: int = 50,
+    ) -> list[EventRecord]:
+        """Newest first, filtered by exact type, source and id."""
+        found: list[EventRecord] = []
+        for record in reversed(self._records):
+            if (
+                (type is None or record.type == type)
+                and (source is None or record.source == source)
+                and (id is None or record.id == id)
+            ):
+                found.append(record)
+                if len(found) >= limit:
+                    break
+        return found
+
+
+def touch(delivery: DeliveryRecord) -> None:
+    delivery.updated_at = _now()
