@@ -9,9 +9,10 @@ when a subscriber's queue is full. Everything else is the fnkit Function: `/even
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -29,7 +30,9 @@ from devplane.settings import DevplaneSettings
 
 log = logging.getLogger("devplane")
 
-Scope = dict[str, Any]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -43,7 +46,7 @@ class Plane:
     events: EventLog
     broker: Broker
     cron: CronRunner
-    started: bool = False
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def build_plane(settings: DevplaneSettings) -> Plane:
@@ -85,7 +88,7 @@ class DevplaneApp:
             await plane.broker.start()
             if settings.devplane_cron:
                 plane.cron.start()
-            plane.started = True
+            plane.ready.set()
             log.info(
                 "routing",
                 extra={
@@ -101,19 +104,19 @@ class DevplaneApp:
             await plane.cron.stop()
             await plane.broker.stop(settings.devplane_drain_seconds)
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/":
             await self._ingress(scope, receive, send)
         else:
             await self.function(scope, receive, send)
 
-    async def _ingress(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def _ingress(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             body = await _read_body(receive, headers, self.plane.settings.max_event_bytes)
             if body is None:
                 return  # the client went away
-            if not self.plane.started:
+            if not self.plane.ready.is_set():
                 raise Unavailable("devplane is starting; retry shortly")
             event = parse_event(headers, body)
             record = self.plane.broker.ingest(event)
@@ -128,7 +131,7 @@ class DevplaneApp:
         )
 
 
-async def _read_body(receive: Any, headers: Mapping[str, str], limit: int) -> bytes | None:
+async def _read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes | None:
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"event body of {declared} bytes exceeds the limit of {limit}")
@@ -147,7 +150,7 @@ async def _read_body(receive: Any, headers: Mapping[str, str], limit: int) -> by
             return b"".join(chunks)
 
 
-async def _send(send: Any, status: int, body: bytes) -> None:
+async def _send(send: Send, status: int, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
