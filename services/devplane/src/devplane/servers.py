@@ -52,7 +52,7 @@ def find_binary(name: str) -> Path | None:
     return cached if cached.exists() else None
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -74,7 +74,7 @@ class ServerProcess:
         raise NotImplementedError
 
     def ready(self) -> bool:
-        return _port_open(self.port)
+        return port_open(self.port)
 
     def start(self, timeout: float = 60.0) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -119,7 +119,7 @@ class ServerProcess:
             self._log.close()
             self._log = None
         deadline = time.monotonic() + 10
-        while _port_open(self.port) and time.monotonic() < deadline:
+        while port_open(self.port) and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def kill(self) -> None:
