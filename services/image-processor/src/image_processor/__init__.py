@@ -1,0 +1,1 @@
+"""image-processor: renditions of uploaded images, recorded in MongoDB."""

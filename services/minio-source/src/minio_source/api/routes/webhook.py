@@ -1,0 +1,61 @@
+"""The webhook MinIO posts bucket notifications to."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response
+from fnkit import ContextDep, PayloadTooLarge
+from pydantic import BaseModel
+
+from minio_source.forward import forward
+from minio_source.notifications import check_bearer, parse_notification
+
+router = APIRouter(prefix="/minio", tags=["minio"])
+
+
+class Accepted(BaseModel):
+    """What the broker accepted: one CloudEvent per S3 record."""
+
+    accepted: int
+    ids: list[str]
+
+
+@router.api_route(
+    "/webhook",
+    methods=["GET", "HEAD"],
+    summary="Reachability check (older MinIO releases probe the endpoint before posting).",
+)
+async def probe() -> Response:
+    return Response(status_code=200)
+
+
+@router.post(
+    "/webhook",
+    summary="Receive a MinIO notification and publish its records as CloudEvents.",
+    responses={
+        401: {"description": "No valid bearer token."},
+        400: {"description": "Not a MinIO notification."},
+        503: {"description": "The broker did not accept an event; MinIO keeps it and retries."},
+    },
+)
+async def receive(
+    request: Request,
+    ctx: ContextDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Accepted:
+    check_bearer(authorization, ctx.settings.webhook_auth_token.get_secret_value())
+    body = await _body(request, ctx.settings.max_event_bytes)
+    ids = await forward(ctx, parse_notification(body))
+    return Accepted(accepted=len(ids), ids=ids)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"notification body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
