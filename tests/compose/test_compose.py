@@ -1,8 +1,8 @@
 """docker-compose.yml against the chart's values, the Dockerfile and the services' own settings.
 
-Functions whose code is not written yet are listed in a warning, not skipped: their compose
-entries are still checked for everything that does not need their code (ports, build
-arguments, dependencies), and fully once `<pkg>.main` exists in the workspace.
+Functions whose code is not written yet are listed at the end of the run (conftest.py), not
+skipped: their compose entries are still checked for everything that does not need their
+code (ports, build arguments, dependencies), and fully once `<pkg>.main` exists.
 """
 
 from __future__ import annotations
@@ -57,11 +57,6 @@ PENDING = sorted(set(FUNCTIONS) - set(WRITTEN))
 # The setup one-shot runs minio-source's image: its code checks wait for minio-source's code.
 SOURCE_WRITTEN = "minio-source" in WRITTEN
 WITH_CODE = sorted({*WRITTEN, DEVPLANE, *([SETUP] if SOURCE_WRITTEN else [])})
-if PENDING:
-    warnings.warn(
-        "compose entries checked without their code, not written yet: " + ", ".join(PENDING),
-        stacklevel=1,
-    )
 
 
 def built_from(name: str) -> str:
@@ -147,9 +142,6 @@ def test_devplane_image_holds_the_cron_jobs() -> None:
     for job in written:
         assert CRON_JOBS[job]["command"][:2] == ["python", "-m"]
         assert importable(CRON_JOBS[job]["command"][2]), f"{job}: its command's module is missing"
-    pending = sorted(set(CRON_JOBS) - set(written))
-    if pending:
-        warnings.warn(f"cron job packages not written yet: {', '.join(pending)}", stacklevel=1)
 
 
 # -- ports ---------------------------------------------------------------------------------
@@ -324,7 +316,11 @@ def test_minio_webhook_points_at_minio_source() -> None:
         return  # listed in the module's warning; the route check needs minio-source's code
     from minio_source.main import app
 
-    posts = {p for p, ops in app.api.openapi()["paths"].items() if "post" in ops}
+    with warnings.catch_warnings():
+        # Only the paths matter here, not how FastAPI names the operations.
+        warnings.simplefilter("ignore")
+        paths = app.api.openapi()["paths"]
+    posts = {p for p, ops in paths.items() if "post" in ops}
     assert path in posts, f"minio-source has no POST {path}; it has {sorted(posts)}"
 
 
