@@ -25,7 +25,13 @@ from fnkit.config import FunctionSettings
 from fnkit.context import Context
 from fnkit.emit import Emitter
 from fnkit.errors import BadEvent, ErrorResponse, FunctionError, PayloadTooLarge, error_response
-from fnkit.events import CloudEvent, encode_binary, parse_event
+from fnkit.events import (
+    CloudEvent,
+    ReceivedMessage,
+    current_message,
+    encode_binary,
+    parse_event,
+)
 from fnkit.logs import configure_logging
 from fnkit.metrics import InvocationMetrics
 from fnkit.tracing import TraceContext, current_trace
@@ -172,6 +178,7 @@ class Function(Generic[S]):
             event.get_extension("traceparent") or headers.get("traceparent")
         ) or TraceContext.new_root()
         trace_token = current_trace.set(trace)
+        message_token = current_message.set(ReceivedMessage(headers, body))
         event_type = event.get_type()
         route = self._routes.get(event_type) or self._fallback
         label = event_type if event_type in self._routes else (
@@ -213,6 +220,7 @@ class Function(Generic[S]):
                 fields["error"] = problem_message
             log.log(logging.WARNING if status >= 500 else logging.INFO, "invocation", extra=fields)
             current_trace.reset(trace_token)
+            current_message.reset(message_token)
 
     async def _dispatch(self, route: _Route | None, event: CloudEvent) -> CloudEvent | _Duplicate | None:
         if not self._setup_done.is_set():

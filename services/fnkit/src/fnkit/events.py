@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -24,11 +26,13 @@ from fnkit.errors import BadEvent, UnsupportedMediaType
 __all__ = [
     "CloudEvent",
     "EncodedEvent",
+    "ReceivedMessage",
     "encode_binary",
     "event_data",
     "from_json",
     "new_event",
     "parse_event",
+    "received_message",
     "to_json",
 ]
 
@@ -115,6 +119,32 @@ def parse_event(headers: Mapping[str, str], body: bytes) -> CloudEvent:
     except (BaseCloudEventException, ValueError, TypeError) as exc:
         raise _sdk_error(exc) from None
     return event  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """The HTTP request an event arrived in: lower-cased header names and the raw body."""
+
+    headers: Mapping[str, str]
+    body: bytes
+
+
+current_message: ContextVar[ReceivedMessage | None] = ContextVar(
+    "fnkit_current_message", default=None
+)
+
+
+def received_message() -> ReceivedMessage:
+    """The request of the event being handled, exactly as it arrived.
+
+    For handlers that must keep an event's wire form (a dead-letter store, an audit log): the
+    SDK's CloudEvent is a normalised reading of it (JSON data re-serialised, `time` cut to
+    microseconds, and a `time` filled in when the event had none).
+    """
+    message = current_message.get()
+    if message is None:
+        raise RuntimeError("received_message() is only available while handling an event")
+    return message
 
 
 def new_event(
