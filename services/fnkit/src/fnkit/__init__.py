@@ -1,9 +1,10 @@
 """fnkit: the function runtime every knative-playbook service is built on."""
 
+from typing import TYPE_CHECKING, Any
+
 from fnkit.app import Function
 from fnkit.config import FunctionSettings
 from fnkit.context import Context
-from fnkit.deps import ContextDep
 from fnkit.errors import (
     BadEvent,
     Conflict,
@@ -37,3 +38,17 @@ __all__ = [
     "event_data",
     "new_event",
 ]
+
+
+if TYPE_CHECKING:
+    from fnkit.deps import ContextDep
+
+
+def __getattr__(name: str) -> Any:
+    # ContextDep is FastAPI's; imported on demand, so that a function without REST routes
+    # never imports FastAPI.
+    if name == "ContextDep":
+        from fnkit.deps import ContextDep
+
+        return ContextDep
+    raise AttributeError(f"module 'fnkit' has no attribute {name!r}")

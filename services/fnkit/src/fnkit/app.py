@@ -2,12 +2,15 @@
 
 CloudEvents arrive as `POST /` (where Knative delivers). That path is handled here in plain
 ASGI, without FastAPI's routing and request objects, because it is what every invocation
-pays. Everything else (REST routes, health, metrics, `/docs`) is FastAPI's.
+pays; so are the health probes and /metrics, and the lifespan. Everything else (REST routes,
+`/docs`) is FastAPI's, and FastAPI is imported only when the app is first asked for it: a
+function without REST routes starts, gets ready and answers events without it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -17,9 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import orjson
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import Receive, Scope, Send
 
 from fnkit.config import FunctionSettings
 from fnkit.context import Context
@@ -32,20 +34,18 @@ from fnkit.events import (
     encode_binary,
     parse_event,
 )
-from fnkit.logs import configure_logging
+from fnkit.logs import configure_logging, log_fields
 from fnkit.metrics import InvocationMetrics
 from fnkit.tracing import TraceContext, current_trace
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
     from minio import Minio
     from pymongo import AsyncMongoClient
 
 S = TypeVar("S", bound=FunctionSettings)
 Handler = Callable[[CloudEvent, Context[Any]], Awaitable[CloudEvent | None]]
 Hook = Callable[[Context[Any]], Awaitable[None]]
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 log = logging.getLogger("fnkit")
 
@@ -53,6 +53,7 @@ _JSON = [(b"content-type", b"application/json")]
 _UNHANDLED = "unhandled"  # metric label for types with no handler: keeps label cardinality bounded
 _FALLBACK = "fallback"  # metric label for types served by the fallback handler
 _INVALID = "invalid"  # metric label for requests that are not valid CloudEvents
+_CANCELLED = ErrorResponse(503, "cancelled", "the function stopped before it finished; retry")
 
 
 class _ClientGone(Exception):
@@ -95,12 +96,33 @@ class Function(Generic[S]):
         self._setup_error = "starting"
         self.metrics = InvocationMetrics(name)
         self.context: Context[S] | None = None
-        self.api = FastAPI(
-            title=name, description=description, version=version, lifespan=self._lifespan
-        )
-        self._install_routes()
+        self._api: FastAPI | None = None
+        self._description = description
+        self._version = version
+        self._probes = {
+            "/health/liveness": self._liveness,
+            "/health/readiness": self._readiness,
+            "/metrics": self._metrics,
+        }
 
     # -- registration ---------------------------------------------------------------------
+
+    @property
+    def api(self) -> FastAPI:
+        """The FastAPI app for REST routes and /docs, built on first use."""
+        if self._api is None:
+            from fastapi import FastAPI
+
+            self._api = FastAPI(
+                title=self.name,
+                description=self._description,
+                version=self._version,
+                lifespan=self._lifespan,
+            )
+            if self.context is not None:
+                self._api.state.ctx = self.context
+            self._install_routes()
+        return self._api
 
     @property
     def settings(self) -> S:
@@ -152,10 +174,42 @@ class Function(Generic[S]):
     # -- ASGI -----------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/":
-            await self._invoke(scope, receive, send)
-        else:
+        if scope["type"] == "http":
+            if scope["method"] == "POST" and scope["path"] == "/":
+                await self._invoke(scope, receive, send)
+                return
+            probe = self._probes.get(scope["path"])
+            if probe is not None and scope["method"] in ("GET", "HEAD"):
+                status, content_type, body = await probe()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": status,
+                        "headers": [
+                            (b"content-type", content_type),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"" if scope["method"] == "HEAD" else body,
+                    }
+                )
+                return
+        elif scope["type"] == "lifespan" and self._api is None:
+            await self._serve_lifespan(receive, send)
+            return
+        try:
             await self.api(scope, receive, send)
+        except Exception as exc:
+            if scope["type"] != "http":
+                raise
+            # Already answered by contract_error (or the response had begun): log a crash
+            # here, once; an expected one (a database outage's 503) was logged as a warning.
+            if error_response(exc).status == 500:
+                log.error("route crashed", exc_info=exc, extra={"path": scope["path"]})
 
     async def _invoke(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -174,20 +228,31 @@ class Function(Generic[S]):
                 extra={"outcome": "rejected", "status": problem.status, "error": problem.message},
             )
             return
-        trace = TraceContext.parse(
-            event.get_extension("traceparent") or headers.get("traceparent")
-        ) or TraceContext.new_root()
+        trace = (
+            TraceContext.parse(event.get_extension("traceparent") or headers.get("traceparent"))
+            or TraceContext.new_root()
+        )
         trace_token = current_trace.set(trace)
         message_token = current_message.set(ReceivedMessage(headers, body))
         event_type = event.get_type()
         route = self._routes.get(event_type) or self._fallback
-        label = event_type if event_type in self._routes else (
-            _FALLBACK if self._fallback else _UNHANDLED)
+        label = (
+            event_type
+            if event_type in self._routes
+            else (_FALLBACK if self._fallback else _UNHANDLED)
+        )
         cold_start = self.metrics.first_invocation()
-        self.metrics.in_flight.inc()
-        outcome, status, problem_message = "ok", 204, None
+        self.metrics.in_flight += 1
+        outcome, status, problem_message = "cancelled", 503, None
         try:
             reply = await self._dispatch(route, event)
+        except asyncio.CancelledError:
+            # The server cut the handler off (shutdown grace over): answer 503, so the broker
+            # delivers the event again, to a process that will finish it.
+            problem_message = _CANCELLED.message
+            with contextlib.suppress(Exception):
+                await _send(send, 503, _JSON, orjson.dumps(_CANCELLED.body()))
+            raise
         except Exception as exc:
             problem = error_response(exc)
             status, problem_message = problem.status, problem.message
@@ -198,31 +263,40 @@ class Function(Generic[S]):
                 problem_message = f"{problem.message} ({type(exc).__name__}: {exc})"
             await _send(send, problem.status, _JSON, orjson.dumps(problem.body()))
         else:
+            outcome = "ok"
             if isinstance(reply, _Duplicate):
                 outcome, reply = "duplicate", reply.reply
             if reply is None:
+                status = 204
                 await _send(send, 204, [], b"")
             else:
                 status = 200
                 reply_headers, reply_body = encode_binary(reply)
                 await _send(send, 200, reply_headers, reply_body)
         finally:
-            self.metrics.in_flight.dec()
+            self.metrics.in_flight -= 1
             elapsed = time.perf_counter() - started
             self.metrics.observe(label, outcome, elapsed)
             fields: dict[str, Any] = {
-                "event_id": event.get_id(), "type": event_type, "source": event.get_source(),
-                "outcome": outcome, "status": status, "duration_ms": round(elapsed * 1000, 3),
+                "event_id": event.get_id(),
+                "type": event_type,
+                "source": event.get_source(),
+                "outcome": outcome,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 3),
             }
             if cold_start:
                 fields["cold_start"] = True
             if problem_message:
                 fields["error"] = problem_message
-            log.log(logging.WARNING if status >= 500 else logging.INFO, "invocation", extra=fields)
+            level = logging.WARNING if status >= 500 else logging.INFO
+            log_fields(log, level, "invocation", fields)
             current_trace.reset(trace_token)
             current_message.reset(message_token)
 
-    async def _dispatch(self, route: _Route | None, event: CloudEvent) -> CloudEvent | _Duplicate | None:
+    async def _dispatch(
+        self, route: _Route | None, event: CloudEvent
+    ) -> CloudEvent | _Duplicate | None:
         if not self._setup_done.is_set():
             raise _Starting(f"{self.name} is starting: {self._setup_error}")
         if route is None:
@@ -241,12 +315,29 @@ class Function(Generic[S]):
 
     # -- lifespan -------------------------------------------------------------------------
 
+    async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
+        """The ASGI lifespan protocol, for an app whose FastAPI part was never asked for."""
+        started = False
+        try:
+            await receive()  # lifespan.startup
+            async with self._lifespan(None):
+                await send({"type": "lifespan.startup.complete"})
+                started = True
+                await receive()  # lifespan.shutdown
+        except BaseException as exc:
+            phase = "shutdown" if started else "startup"
+            await send({"type": f"lifespan.{phase}.failed", "message": f"{exc!r}"})
+            raise
+        await send({"type": "lifespan.shutdown.complete"})
+
     @asynccontextmanager
-    async def _lifespan(self, api: FastAPI) -> AsyncIterator[None]:
+    async def _lifespan(self, api: FastAPI | None) -> AsyncIterator[None]:
         settings = self.settings
         configure_logging(self.name, settings.log_level)
         if settings.environment != "dev":
-            placeholders = settings.placeholder_secrets(mongo=self.uses_mongo, minio=self.uses_minio)
+            placeholders = settings.placeholder_secrets(
+                mongo=self.uses_mongo, minio=self.uses_minio
+            )
             if placeholders:
                 raise RuntimeError(
                     f"{self.name}: refusing to start with development placeholder secrets in "
@@ -255,25 +346,34 @@ class Function(Generic[S]):
                 )
         executor = ThreadPoolExecutor(settings.blocking_workers, thread_name_prefix=self.name)
         emitter = Emitter(
-            settings.k_sink, function=self.name, timeout=settings.emit_timeout_seconds,
-            attempts=settings.emit_attempts, backoff=settings.emit_backoff_seconds,
+            settings.k_sink,
+            function=self.name,
+            timeout=settings.emit_timeout_seconds,
+            attempts=settings.emit_attempts,
+            backoff=settings.emit_backoff_seconds,
         )
         ctx = Context(
-            self.name, settings, emitter, executor,
+            self.name,
+            settings,
+            emitter,
+            executor,
             mongo=_mongo_client(self.name, settings) if self.uses_mongo else None,
             minio=_minio_client(settings) if self.uses_minio else None,
         )
         self.context = ctx
-        api.state.ctx = ctx
+        if self._api is not None:
+            self._api.state.ctx = ctx
+        # Fresh per lifespan: an app served again in the same process starts over.
+        self._setup_done = asyncio.Event()
+        self._setup_error = "starting"
         setup = asyncio.create_task(self._run_startup_hooks(ctx), name=f"{self.name}-setup")
-        startup_seconds = self.metrics.ready()
-        log.info("ready", extra={"startup_seconds": round(startup_seconds, 3),
-                                 "handles": self.handled_types})
         try:
             yield
         finally:
             # uvicorn has drained in-flight requests by now (SIGTERM -> stop accepting -> wait).
             setup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await setup
             for hook in self._shutdown:
                 try:
                     await hook(ctx)
@@ -295,21 +395,26 @@ class Function(Generic[S]):
                 await hook(ctx)
             except Exception as exc:
                 self._setup_error = f"start-up hook {hook.__name__} failed: {exc}"
-                log.warning("start-up hook failed; retrying", extra={
-                    "hook": hook.__name__, "error": str(exc), "retry_in_s": delay})
+                log.warning(
+                    "start-up hook failed; retrying",
+                    extra={"hook": hook.__name__, "error": str(exc), "retry_in_s": delay},
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             else:
                 pending.pop(0)
         self._setup_done.set()
+        startup_seconds = self.metrics.ready()
+        log.info(
+            "ready",
+            extra={"startup_seconds": round(startup_seconds, 3), "handles": self.handled_types},
+        )
 
     # -- health and metrics ---------------------------------------------------------------
 
     async def readiness(self) -> dict[str, str]:
         """Each dependency's state: 'ok' or what is wrong. Ready when all are 'ok'."""
-        checks: dict[str, str] = {
-            "setup": "ok" if self._setup_done.is_set() else self._setup_error
-        }
+        checks: dict[str, str] = {"setup": "ok" if self._setup_done.is_set() else self._setup_error}
         ctx = self.context
         if ctx is None:
             return {"setup": "not started"}
@@ -317,43 +422,76 @@ class Function(Generic[S]):
         if ctx.mongo is not None:
             checks["mongodb"] = await _check(ctx.mongo.admin.command("ping"), timeout)
         if self.uses_minio:
-            checks["minio"] = await _check(ctx.run_blocking(ctx.minio.list_buckets), timeout)
+            checks["minio"] = await _check(ctx.run_blocking(_minio_ping, ctx.minio), timeout)
         return checks
 
+    # Served in plain ASGI by __call__, without FastAPI: a probe must not wait for it to be
+    # imported. The FastAPI routes below answer the same way, and document them in /docs.
+
+    async def _liveness(self) -> tuple[int, bytes, bytes]:
+        return 200, b"application/json", b'{"status":"ok"}'
+
+    async def _readiness(self) -> tuple[int, bytes, bytes]:
+        checks = await self.readiness()
+        ready = all(v == "ok" for v in checks.values())
+        body = {"status": "ready" if ready else "unavailable", "checks": checks}
+        return 200 if ready else 503, b"application/json", orjson.dumps(body)
+
+    async def _metrics(self) -> tuple[int, bytes, bytes]:
+        return 200, CONTENT_TYPE_LATEST.encode(), generate_latest()
+
     def _install_routes(self) -> None:
+        from fastapi import Request
+        from fastapi.responses import JSONResponse, Response
+
         api = self.api
 
-        @api.get("/health/liveness", tags=["health"], summary="The process is alive.")
-        async def liveness() -> dict[str, str]:
-            return {"status": "ok"}
-
-        @api.get("/health/readiness", tags=["health"],
-                 summary="The function and its own dependencies are ready.",
-                 responses={503: {"description": "A dependency is unreachable."}})
-        async def readiness() -> JSONResponse:
-            checks = await self.readiness()
-            ready = all(v == "ok" for v in checks.values())
-            return JSONResponse(
-                {"status": "ready" if ready else "unavailable", "checks": checks},
-                status_code=200 if ready else 503,
+        def probe_route(
+            path: str,
+            probe: Callable[[], Awaitable[tuple[int, bytes, bytes]]],
+            summary: str,
+            responses: dict[int | str, dict[str, Any]] | None = None,
+        ) -> None:
+            # response_model=None: the return annotation is a string here, and Response is
+            # imported locally, out of FastAPI's reach.
+            @api.get(
+                path,
+                tags=["health"],
+                summary=summary,
+                response_class=Response,
+                response_model=None,
+                responses=responses,
             )
+            async def route() -> Response:
+                status, content_type, body = await probe()
+                return Response(body, status_code=status, media_type=content_type.decode())
 
-        @api.get("/metrics", tags=["health"], summary="Prometheus metrics.",
-                 response_class=Response)
-        async def metrics() -> Response:
-            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        probe_route("/health/liveness", self._liveness, "The process is alive.")
+        probe_route(
+            "/health/readiness",
+            self._readiness,
+            "The function and its own dependencies are ready.",
+            {503: {"description": "A dependency is unreachable."}},
+        )
+        probe_route("/metrics", self._metrics, "Prometheus metrics.")
 
-        @api.exception_handler(Exception)
         async def contract_error(request: Request, exc: Exception) -> JSONResponse:
             problem = error_response(exc)
-            if problem.status == 500:
-                log.error("route crashed", exc_info=exc, extra={"path": request.url.path})
-            else:
-                log.warning("request failed", extra={
-                    "path": request.url.path, "status": problem.status, "error": problem.message})
+            if problem.status != 500:  # a crash is logged once, with its traceback, in __call__
+                log.warning(
+                    "request failed",
+                    extra={
+                        "path": request.url.path,
+                        "status": problem.status,
+                        "error": problem.message,
+                    },
+                )
             return JSONResponse(problem.body(), status_code=problem.status)
 
-        api.add_exception_handler(FunctionError, contract_error)  # type: ignore[arg-type]
+        api.add_exception_handler(FunctionError, contract_error)
+        # Exception's handler runs in Starlette's ServerErrorMiddleware, which answers with it
+        # and then re-raises for the server to log: see __call__.
+        api.add_exception_handler(Exception, contract_error)
 
 
 class _Starting(FunctionError):
@@ -366,12 +504,29 @@ class _Duplicate:
     reply: CloudEvent | None
 
 
-async def _check(operation: Awaitable[Any], timeout: float) -> str:
+async def _check(operation: Awaitable[Any], seconds: float) -> str:
     try:
-        await asyncio.wait_for(operation, timeout)
+        async with asyncio.timeout(seconds):
+            await operation
+    except TimeoutError:
+        return f"no answer within {seconds:g}s"
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__
+        return (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:300]
     return "ok"
+
+
+def _minio_ping(client: Minio) -> None:
+    """Raises unless MinIO answers and accepts the credentials.
+
+    A key scoped to its own buckets may not list them all: AccessDenied proves both anyway.
+    """
+    from minio.error import S3Error
+
+    try:
+        client.list_buckets()
+    except S3Error as exc:
+        if exc.code != "AccessDenied":
+            raise
 
 
 async def _read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
@@ -383,6 +538,8 @@ async def _read_body(receive: Receive, headers: Mapping[str, str], limit: int) -
     if not message.get("more_body"):
         if message["type"] == "http.disconnect":
             raise _ClientGone
+        if len(body) > limit:  # chunked requests declare no length
+            raise PayloadTooLarge(f"event body exceeds the limit of {limit} bytes")
         return body
     chunks = [body]
     size = len(body)
@@ -399,11 +556,13 @@ async def _read_body(receive: Receive, headers: Mapping[str, str], limit: int) -
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [*headers, (b"content-length", str(len(body)).encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -412,8 +571,11 @@ def _mongo_client(name: str, settings: FunctionSettings) -> AsyncMongoClient[dic
 
     timeout_ms = int(settings.mongo_timeout_seconds * 1000)
     return AsyncMongoClient(
-        settings.mongo_url.get_secret_value(), appname=name, tz_aware=True,
-        serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=min(timeout_ms, 2000),
+        settings.mongo_url.get_secret_value(),
+        appname=name,
+        tz_aware=True,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=min(timeout_ms, 2000),
     )
 
 
@@ -426,13 +588,15 @@ def _minio_client(settings: FunctionSettings) -> Minio:
     http = urllib3.PoolManager(
         maxsize=settings.blocking_workers,
         timeout=urllib3.Timeout(connect=2.0, read=30.0),
-        retries=urllib3.Retry(total=2, backoff_factor=0.2,
-                              status_forcelist=(500, 502, 503, 504)),
+        retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
     )
     return Minio(
-        settings.minio_endpoint, access_key=settings.minio_access_key,
-        secret_key=settings.minio_secret_key.get_secret_value(), secure=settings.minio_secure,
-        region=settings.minio_region, http_client=http,
+        settings.minio_endpoint,
+        access_key=settings.minio_access_key,
+        secret_key=settings.minio_secret_key.get_secret_value(),
+        secure=settings.minio_secure,
+        region=settings.minio_region,
+        http_client=http,
     )
 
 

@@ -22,21 +22,26 @@ class FunctionSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     environment: Literal["dev", "test", "production"] = Field(
-        "production", description="'dev' allows placeholder secrets; anything else refuses them."
+        default="production",
+        description="'dev' allows placeholder secrets; anything else refuses them.",
     )
     log_level: str = "INFO"
     k_sink: str | None = Field(
-        None, description="Where emitted events go: injected by SinkBinding, or devplane locally."
+        default=None,
+        description="Where emitted events go: injected by SinkBinding, or devplane locally.",
     )
     event_source: str | None = Field(
-        None, description="`source` of events this function emits; default /knative-playbook/NAME."
+        default=None,
+        description="`source` of events this function emits; default /knative-playbook/NAME.",
     )
-    max_event_bytes: int = Field(1 << 20, gt=0, description="Larger event bodies get 413.")
+    max_event_bytes: int = Field(default=1 << 20, gt=0, description="Larger event bodies get 413.")
 
     mongo_url: SecretStr = SecretStr("mongodb://localhost:27017")
     mongo_db: str = "playbook"
     mongo_timeout_seconds: float = Field(
-        5.0, gt=0, description="Server selection timeout: how long an operation waits for Mongo."
+        default=5.0,
+        gt=0,
+        description="Server selection timeout: how long an operation waits for Mongo.",
     )
 
     minio_endpoint: str = "localhost:9000"
@@ -46,16 +51,18 @@ class FunctionSettings(BaseSettings):
     minio_region: str = "us-east-1"
 
     blocking_workers: int = Field(
-        8, gt=0, description="Threads for blocking work (MinIO's sync client, image work)."
+        default=8, gt=0, description="Threads for blocking work (MinIO's sync client, image work)."
     )
-    readiness_timeout_seconds: float = Field(2.0, gt=0)
+    readiness_timeout_seconds: float = Field(default=2.0, gt=0)
 
-    emit_timeout_seconds: float = Field(5.0, gt=0, description="Per attempt.")
-    emit_attempts: int = Field(4, ge=1)
-    emit_backoff_seconds: float = Field(0.1, ge=0, description="First retry delay; doubles.")
+    emit_timeout_seconds: float = Field(default=5.0, gt=0, description="Per attempt.")
+    emit_attempts: int = Field(default=4, ge=1)
+    emit_backoff_seconds: float = Field(
+        default=0.1, ge=0, description="First retry delay; doubles."
+    )
 
     idempotency_lease_seconds: float = Field(
-        120.0,
+        default=120.0,
         gt=0,
         description="How long a delivery owns an event key before another may take over.",
     )

@@ -47,9 +47,7 @@ class Context(Generic[S]):
         if mongo is not None:
             from fnkit.idempotency import COLLECTION, IdempotencyGuard
 
-            self._guard = IdempotencyGuard(
-                self.db[COLLECTION], settings.idempotency_lease_seconds
-            )
+            self._guard = IdempotencyGuard(self.db[COLLECTION], settings.idempotency_lease_seconds)
 
     @property
     def db(self) -> AsyncDatabase[dict[str, Any]]:
@@ -77,7 +75,7 @@ class Context(Generic[S]):
         return new_event(type, self.source, data, subject=subject, **extensions)
 
     async def emit(self, event: CloudEvent) -> None:
-        """Post to K_SINK with retries; raises EmitError (a 503) when the broker will not take it."""
+        """Post to K_SINK with retries; EmitError (a 503) when the broker will not take it."""
         await self.emitter.emit(event)
 
     async def once(self, key: str, work: Work) -> tuple[CloudEvent | None, bool]:

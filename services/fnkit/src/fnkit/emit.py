@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Final
-
-import httpx
+from typing import TYPE_CHECKING, Final
 
 from fnkit.errors import EmitError
 from fnkit.events import CloudEvent, encode_binary
 from fnkit.metrics import EMITTED
 from fnkit.tracing import outgoing_traceparent
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("fnkit.emit")
 
@@ -36,12 +37,22 @@ class Emitter:
         self.function = function
         self.attempts = attempts
         self.backoff = backoff
-        self._client = httpx.AsyncClient(
-            timeout=timeout, limits=httpx.Limits(max_connections=64, max_keepalive_connections=32)
-        )
+        self._timeout = timeout
+        self._client: httpx.AsyncClient | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        """The pooled client, made on the first emit: a function that never emits never pays
+        for importing httpx at start-up."""
+        if self._client is None:
+            import httpx
+
+            limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+            self._client = httpx.AsyncClient(timeout=self._timeout, limits=limits)
+        return self._client
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     async def emit(self, event: CloudEvent) -> None:
         """Post `event`; raise EmitError once every attempt has failed or the sink refused it."""
@@ -54,10 +65,13 @@ class Emitter:
             attributes["traceparent"] = outgoing_traceparent()
         header_pairs, body = encode_binary(event)
         headers = [(k.decode(), v.decode()) for k, v in header_pairs]
+        import httpx
+
+        client = self._http()
         problem = ""
         for attempt in range(1, self.attempts + 1):
             try:
-                response = await self._client.post(self.sink, headers=headers, content=body)
+                response = await client.post(self.sink, headers=headers, content=body)
             except httpx.HTTPError as exc:
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             else:
@@ -71,8 +85,13 @@ class Emitter:
                 delay = self.backoff * 2 ** (attempt - 1)
                 log.warning(
                     "emit attempt failed; retrying",
-                    extra={"event_type": event_type, "event_id": event.get_id(),
-                           "attempt": attempt, "problem": problem, "retry_in_s": delay},
+                    extra={
+                        "event_type": event_type,
+                        "event_id": event.get_id(),
+                        "attempt": attempt,
+                        "problem": problem,
+                        "retry_in_s": delay,
+                    },
                 )
                 await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
         EMITTED.labels(self.function, event_type, "failed").inc()

@@ -8,18 +8,23 @@ missing).
 
 from __future__ import annotations
 
-import uuid
+import os
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import quote
 
 import orjson
-from cloudevents.core.bindings.http import HTTPMessage, from_binary, from_structured, to_binary
+from cloudevents.core.bindings import http as _sdk_http
+from cloudevents.core.bindings.http import HTTPMessage, from_binary, from_structured
 from cloudevents.core.exceptions import BaseCloudEventException, CloudEventValidationError
+from cloudevents.core.formats import json as _sdk_json
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+from dateutil.parser import isoparse
 
 from fnkit.errors import BadEvent, UnsupportedMediaType
 
@@ -42,8 +47,6 @@ STRUCTURED: Final = "application/cloudevents+json"
 BATCH: Final = "application/cloudevents-batch+json"
 JSON: Final = "application/json"
 
-_FORMAT: Final = JSONFormat()
-
 EncodedEvent = tuple[list[tuple[bytes, bytes]], bytes]
 
 
@@ -52,23 +55,66 @@ def _media_type(content_type: str) -> str:
 
 
 def _is_json(media_type: str) -> bool:
-    return media_type == JSON or (media_type.startswith(("application/", "text/"))
-                                  and media_type.endswith(("+json", "/json")))
+    return media_type == JSON or (
+        media_type.startswith(("application/", "text/")) and media_type.endswith(("+json", "/json"))
+    )
 
 
-def _check_attributes(present: Mapping[str, Any], mode: str) -> None:
-    missing = [name for name in REQUIRED if not present.get(name)]
+class _JSONFormat(JSONFormat):
+    """The SDK's JSON format with event data read and written by orjson, several times faster.
+
+    Reading also refuses data that claims to be JSON and is not, instead of silently keeping
+    it as a string as the SDK would.
+    """
+
+    def read_data(self, body: bytes, datacontenttype: str | None) -> Any:
+        if body and _is_json(_media_type(datacontenttype or JSON)):
+            try:
+                return orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise BadEvent(f"event data is not valid JSON: {exc}") from None
+        return super().read_data(body, datacontenttype)
+
+    def write_data(self, data: Any, datacontenttype: str | None) -> bytes:
+        if isinstance(data, bytearray):
+            data = bytes(data)
+        if data is None or isinstance(data, bytes | str):
+            return super().write_data(data, datacontenttype)
+        # Lists and numbers too: the SDK would write their Python repr.
+        return orjson.dumps(data, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS)
+
+
+_FORMAT: Final = _JSONFormat()
+
+
+def _parse_time(value: str) -> datetime:
+    """RFC 3339 through the stdlib's C parser; whatever it refuses through dateutil."""
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        parsed: datetime = isoparse(value)
+        return parsed
+
+
+# The SDK reads `time` with dateutil's pure-Python isoparse, the largest single cost of parsing
+# an event. CloudEvents timestamps are RFC 3339, for which datetime.fromisoformat returns the
+# same datetime some 50 times faster; anything it refuses still goes to dateutil.
+_sdk_http.isoparse = _parse_time  # type: ignore[attr-defined]
+_sdk_json.isoparse = _parse_time  # type: ignore[attr-defined]
+
+
+def _check_attributes(present: Mapping[str, Any], mode: str, prefix: str = "") -> None:
+    missing = [name for name in REQUIRED if not present.get(prefix + name)]
     if missing:
         where = "ce-" + ", ce-".join(missing) if mode == "binary" else ", ".join(missing)
         raise BadEvent(
             f"{mode} CloudEvent is missing required attribute(s): {where}",
             details={"missing": missing},
         )
-    specversion = present["specversion"]
+    specversion = present[prefix + "specversion"]
     if specversion not in SUPPORTED_SPECVERSIONS:
-        raise BadEvent(
-            f"unsupported specversion {specversion!r}; supported: {', '.join(SUPPORTED_SPECVERSIONS)}"
-        )
+        supported = ", ".join(SUPPORTED_SPECVERSIONS)
+        raise BadEvent(f"unsupported specversion {specversion!r}; supported: {supported}")
 
 
 def _sdk_error(exc: Exception) -> BadEvent:
@@ -88,25 +134,29 @@ def parse_event(headers: Mapping[str, str], body: bytes) -> CloudEvent:
             "batch mode (application/cloudevents-batch+json) is not supported; "
             "send one event per request"
         )
-    attributes = {name[3:]: value for name, value in headers.items() if name.startswith("ce-")}
-    if attributes:
-        _check_attributes(attributes, "binary")
-        if body and _is_json(media_type or JSON):
-            try:
-                orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise BadEvent(f"event data is not valid JSON: {exc}") from None
-        message = HTTPMessage(headers=dict(headers), body=body)
-        try:
-            event = from_binary(message, _FORMAT, CloudEvent)
-        except (BaseCloudEventException, ValueError, TypeError) as exc:
-            raise _sdk_error(exc) from None
-        return event  # type: ignore[return-value]
-    if media_type != STRUCTURED:
+    # The content type decides the mode (CloudEvents HTTP binding): a structured request that
+    # also carries ce- headers is still structured.
+    if media_type == STRUCTURED:
+        return _parse_structured(headers, body)
+    # Only the headers the SDK reads, so that it does not walk every proxy header too.
+    attributes = {name: value for name, value in headers.items() if name.startswith("ce-")}
+    if not attributes:
         raise UnsupportedMediaType(
             "not a CloudEvent: send binary mode (ce-id, ce-source, ce-type, ce-specversion "
             f"headers) or structured mode ({STRUCTURED}); got content-type {content_type!r}"
         )
+    _check_attributes(attributes, "binary", "ce-")
+    if content_type:
+        attributes["content-type"] = content_type
+    message = HTTPMessage(headers=attributes, body=body)
+    try:
+        event = from_binary(message, _FORMAT, CloudEvent)
+    except (BaseCloudEventException, ValueError, TypeError) as exc:
+        raise _sdk_error(exc) from None
+    return event  # type: ignore[return-value]
+
+
+def _parse_structured(headers: Mapping[str, str], body: bytes) -> CloudEvent:
     try:
         envelope = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -159,7 +209,7 @@ def new_event(
     """A CloudEvent with JSON data, a fresh id and the current time."""
     attributes: dict[str, Any] = {
         "specversion": "1.0",
-        "id": id or str(uuid.uuid4()),
+        "id": id or _uuid4(),
         "source": source,
         "type": type,
         "time": datetime.now(UTC),
@@ -169,6 +219,12 @@ def new_event(
         attributes["subject"] = subject
     attributes.update({k: v for k, v in extensions.items() if v is not None})
     return CloudEvent(attributes, data)
+
+
+def _uuid4() -> str:
+    """A random (version 4) UUID string, without building a uuid.UUID on the hot path."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 def event_data(event: CloudEvent) -> Any:
@@ -182,10 +238,37 @@ def event_data(event: CloudEvent) -> Any:
     return data
 
 
+# What the CloudEvents HTTP binding percent-encodes in a header value (the SDK's rule).
+_CE_SAFE: Final = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in ' "%')
+_NEEDS_QUOTING: Final = re.compile(r'[^\x21-\x7e]|["%]')
+
+
+def _header_value(value: Any) -> bytes:
+    if isinstance(value, datetime):  # digits, "-:.T+Z": nothing to quote
+        text = value.isoformat()
+        return (text[:-6] + "Z" if text.endswith("+00:00") else text).encode()
+    text = str(value)
+    if _NEEDS_QUOTING.search(text):
+        text = quote(text, safe=_CE_SAFE)
+    return text.encode()
+
+
 def encode_binary(event: CloudEvent) -> EncodedEvent:
-    """The event in binary mode, as ASGI-ready header pairs and a body."""
-    message = to_binary(event, _FORMAT)
-    return [(k.lower().encode(), v.encode()) for k, v in message.headers.items()], message.body
+    """The event in binary mode, as ASGI-ready header pairs and a body.
+
+    The same headers and body as the SDK's `to_binary`, which quotes every value in Python
+    even when, as almost always, there is nothing to quote.
+    """
+    attributes = event.get_attributes()
+    headers = [
+        (b"content-type", str(value).encode())
+        if name == "datacontenttype"
+        else (b"ce-" + name.encode(), _header_value(value))
+        for name, value in attributes.items()
+        if value is not None
+    ]
+    body = _FORMAT.write_data(event.get_data(), attributes.get("datacontenttype"))
+    return headers, body
 
 
 def to_json(event: CloudEvent) -> bytes:

@@ -59,11 +59,13 @@ class IdempotencyGuard:
             raise
         await self.collection.update_one(
             {"_id": key, "owner": owner},
-            {"$set": {
-                "state": DONE,
-                "done_at": datetime.now(UTC),
-                "reply": Binary(to_json(reply)) if reply is not None else None,
-            }},
+            {
+                "$set": {
+                    "state": DONE,
+                    "done_at": datetime.now(UTC),
+                    "reply": Binary(to_json(reply)) if reply is not None else None,
+                }
+            },
         )
         return reply, True
 
@@ -72,8 +74,13 @@ class IdempotencyGuard:
         now = datetime.now(UTC)
         try:
             await self.collection.insert_one(
-                {"_id": key, "state": RUNNING, "owner": owner, "lease_until": now + self.lease,
-                 "claimed_at": now}
+                {
+                    "_id": key,
+                    "state": RUNNING,
+                    "owner": owner,
+                    "lease_until": now + self.lease,
+                    "claimed_at": now,
+                }
             )
             return None
         except DuplicateKeyError:

@@ -63,7 +63,10 @@ class InvocationMetrics:
 
     def __init__(self, function: str) -> None:
         self.function = function
-        self.in_flight = IN_FLIGHT.labels(function)
+        # A plain count, read when /metrics is scraped: no gauge lock twice per invocation.
+        self.in_flight = 0
+        IN_FLIGHT.labels(function).set_function(lambda: self.in_flight)
+        self._cold_starts = COLD_STARTS.labels(function)  # exported as 0 until the first one
         self._counters: dict[tuple[str, str], Counter] = {}
         self._histograms: dict[str, Histogram] = {}
         self._first = True
@@ -71,7 +74,7 @@ class InvocationMetrics:
     def first_invocation(self) -> bool:
         if self._first:
             self._first = False
-            COLD_STARTS.labels(self.function).inc()
+            self._cold_starts.inc()
             return True
         return False
 
@@ -90,5 +93,4 @@ class InvocationMetrics:
     def ready(self) -> float:
         age = process_age_seconds()
         STARTUP_SECONDS.labels(self.function).set(age)
-        COLD_STARTS.labels(self.function)  # exported as 0 until the first invocation
         return age

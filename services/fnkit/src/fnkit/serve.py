@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import sys
+from types import FrameType
 
 import uvicorn
 
@@ -19,6 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
     args = parser.parse_args(argv)
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _stopped)
     uvicorn.run(
         args.app,
         host=args.host,
@@ -32,6 +37,12 @@ def main(argv: list[str] | None = None) -> None:
         timeout_graceful_shutdown=int(os.environ.get("SHUTDOWN_GRACE_SECONDS", "25")),
         timeout_keep_alive=int(os.environ.get("KEEP_ALIVE_SECONDS", "30")),
     )
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    """Exit 0: uvicorn re-raises the stop signal after its graceful shutdown, which is a clean
+    stop, not a death by signal (exit 143 reads as an error to Kubernetes and supervisors)."""
+    sys.exit(0)
 
 
 if __name__ == "__main__":
