@@ -1,0 +1,161 @@
+"""REST routes beside the event handlers: a body size limit, and one error body for all.
+
+fnkit maps its own errors to `{"error": {"code", "message", "details"}}`; FastAPI answers
+request validation errors (422) and HTTP errors (404 for unknown paths, 405) with
+`{"detail": ...}` of its own. `install` makes those use the contract's body as well, so that a
+client handles a single shape, and limits request bodies; `error_responses` documents the
+shape per route.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fnkit.errors import ErrorResponse, PayloadTooLarge, error_response
+
+__all__ = ["BodyLimit", "ErrorBody", "error_responses", "install"]
+
+_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="Stable machine-readable reason.", examples=["not_found"])
+    message: str = Field(description="What went wrong, for people.")
+    details: Any = Field(
+        default=None,
+        description="For validation errors, one entry per problem: `loc` (the path of the "
+        'offending field, such as `["body", "price"]`), `msg` and `type`.',
+    )
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorInfo
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these statuses, each with the contract's error body."""
+    return {
+        status: {"model": ErrorBody, "description": HTTPStatus(status).phrase}
+        for status in statuses
+    }
+
+
+def validation_problem(exc: RequestValidationError) -> ErrorResponse:
+    """A 422 listing each problem's location, without echoing the input."""
+    details = [
+        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors()
+    ]
+    return ErrorResponse(422, "invalid_request", "the request failed validation", details)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problem = validation_problem(exc)
+    return JSONResponse(problem.body(), status_code=problem.status)
+
+
+def _allowed_methods(request: Request) -> str:
+    # Starlette's 405 names the methods of the first route on the path only; a path served by
+    # several routes (GET and POST /things) must list them all. Asking each route whether it
+    # fully matches the path under each method works for included routers too.
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _CODES.get(exc.status_code, f"http_{exc.status_code}")
+    problem = ErrorResponse(exc.status_code, code, str(exc.detail))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return JSONResponse(problem.body(), status_code=problem.status, headers=headers)
+
+
+class BodyLimit:
+    """413 for request bodies over `max_bytes`, whether declared (Content-Length) or streamed.
+
+    A declared size is refused before a byte is read. A streamed body is counted as the route
+    reads it, and the excess raised as an HTTPException: FastAPI turns any other exception
+    while reading a body into a 400.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+        if declared.isdigit() and int(declared) > limit:
+            problem = error_response(
+                PayloadTooLarge(
+                    f"request body of {int(declared)} bytes exceeds the limit of {limit}"
+                )
+            )
+            body = orjson.dumps(problem.body())
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": problem.status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"connection", b"close"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise HTTPException(413, f"request body exceeds the limit of {limit} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def install(api: FastAPI, *, max_body_bytes: int) -> None:
+    """Limit request bodies, and answer validation and HTTP errors with the contract's body."""
+    api.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    api.add_exception_handler(RequestValidationError, _validation_error)
+    api.add_exception_handler(HTTPException, _http_error)

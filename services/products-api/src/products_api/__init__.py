@@ -1,0 +1,1 @@
+"""products-api: the REST API pattern (API Gateway + Lambda + DynamoDB) on Knative and MongoDB."""

@@ -1,0 +1,226 @@
+"""HTTP for products: status codes, headers and parameters; the logic is in store.py."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Final
+
+from bson import ObjectId
+from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fnkit.rest import error_responses
+from pydantic import AfterValidator
+
+from products_api.api.deps import (
+    IfMatchOptional,
+    IfMatchRequired,
+    SettingsDep,
+    StoreDep,
+    etag,
+)
+from products_api.currencies import CURRENCIES
+from products_api.models import (
+    MAX_PRICE_DIGITS,
+    PRICE_PLACES,
+    PRODUCT_EXAMPLE,
+    Product,
+    ProductIn,
+    ProductPage,
+    ProductPatch,
+    printable,
+)
+from products_api.store import CURSOR_PATTERN, ProductFilter, decode_cursor
+
+router = APIRouter(prefix="/products", tags=["products"])
+
+DEFAULT_PAGE_SIZE: Final = 20
+
+_ETAG_HEADER: Final = {
+    "ETag": {"description": "The product's version, for If-Match.", "schema": {"type": "string"}}
+}
+_LOCATION_HEADER: Final = {
+    "Location": {"description": "Where the new product is.", "schema": {"type": "string"}}
+}
+
+
+def _valid_cursor(cursor: str | None) -> str | None:
+    if cursor is not None:
+        decode_cursor(cursor)
+    return cursor
+
+
+ProductId = Annotated[
+    str,
+    Path(
+        pattern=r"^[0-9a-f]{24}$",
+        description="The id the product was created with.",
+        examples=["6650f1c2a4b5c6d7e8f90123"],
+    ),
+]
+PriceBound = Annotated[
+    Decimal | None, Query(ge=0, max_digits=MAX_PRICE_DIGITS, decimal_places=PRICE_PLACES)
+]
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a product.",
+    responses={
+        201: {"description": "Created.", "headers": {**_LOCATION_HEADER, **_ETAG_HEADER}},
+        **error_responses(400, 409, 413, 422, 503),
+    },
+)
+async def create_product(
+    product: Annotated[
+        ProductIn,
+        Body(
+            openapi_examples={
+                "shoe": {"summary": "A product", "value": PRODUCT_EXAMPLE},
+                "yen": {
+                    "summary": "A currency without minor unit",
+                    "value": {
+                        **PRODUCT_EXAMPLE,
+                        "sku": "SHOE-RED-42-JP",
+                        "price": "12800",
+                        "currency": "JPY",
+                    },
+                },
+            }
+        ),
+    ],
+    store: StoreDep,
+    request: Request,
+    response: Response,
+) -> Product:
+    """409 if the sku is taken. Emits `io.knative-playbook.product.created.v1`."""
+    created = await store.create(product)
+    response.headers["Location"] = f"{request.scope.get('root_path', '')}/products/{created.id}"
+    response.headers["ETag"] = etag(created.version)
+    return created
+
+
+@router.get(
+    "",
+    summary="List products, oldest first, a page at a time.",
+    responses=error_responses(422, 503),
+)
+async def list_products(
+    store: StoreDep,
+    settings: SettingsDep,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page."),
+        AfterValidator(_valid_cursor),
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, description="Page size; values above the server's cap are lowered.")
+    ] = DEFAULT_PAGE_SIZE,
+    tag: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")] = None,
+    currency: Annotated[
+        str | None, Query(pattern=r"^[A-Z]{3}$", json_schema_extra={"enum": list(CURRENCIES)})
+    ] = None,
+    min_price: PriceBound = None,
+    max_price: PriceBound = None,
+    name: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=100,
+            description="Case-insensitive substring of the name (taken literally).",
+        ),
+        AfterValidator(printable),
+    ] = None,
+) -> ProductPage:
+    """Pages are stable while products are added: each product appears at most once."""
+    where = ProductFilter(
+        tag=tag, currency=currency, min_price=min_price, max_price=max_price, name=name
+    )
+    items, next_cursor = await store.page(
+        where,
+        after=decode_cursor(cursor) if cursor else None,
+        limit=min(limit, settings.page_size_max),
+    )
+    return ProductPage(items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/{product_id}",
+    summary="Read a product.",
+    responses={200: {"headers": _ETAG_HEADER}, **error_responses(404, 422, 503)},
+)
+async def get_product(product_id: ProductId, store: StoreDep, response: Response) -> Product:
+    product = await store.get(ObjectId(product_id))
+    response.headers["ETag"] = etag(product.version)
+    return product
+
+
+_CHANGE_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    200: {"headers": _ETAG_HEADER},
+    **error_responses(400, 404, 409, 412, 413, 422, 428, 503),
+}
+
+
+@router.put("/{product_id}", summary="Replace a product.", responses=_CHANGE_RESPONSES)
+async def replace_product(
+    product_id: ProductId,
+    product: Annotated[
+        ProductIn,
+        Body(
+            openapi_examples={
+                "restock": {"summary": "Every field", "value": {**PRODUCT_EXAMPLE, "stock": 40}},
+            }
+        ),
+    ],
+    precondition: IfMatchRequired,
+    store: StoreDep,
+    response: Response,
+) -> Product:
+    """If-Match is required (428 without it; 412 if stale). Emits `...product.updated.v1`."""
+    replaced = await store.replace(ObjectId(product_id), product, precondition)
+    response.headers["ETag"] = etag(replaced.version)
+    return replaced
+
+
+@router.patch(
+    "/{product_id}", summary="Change some fields of a product.", responses=_CHANGE_RESPONSES
+)
+async def patch_product(
+    product_id: ProductId,
+    patch: Annotated[
+        ProductPatch,
+        Body(
+            openapi_examples={
+                "price": {"summary": "A new price", "value": {"price": "79.90"}},
+                "stock": {"summary": "Stock and tags", "value": {"stock": 0, "tags": ["sold-out"]}},
+            }
+        ),
+    ],
+    precondition: IfMatchRequired,
+    store: StoreDep,
+    response: Response,
+) -> Product:
+    """A JSON merge patch (`application/merge-patch+json` or `application/json`).
+
+    If-Match is required (428 without it; 412 if stale). Emits `...product.updated.v1` unless
+    nothing changes.
+    """
+    patched = await store.patch(ObjectId(product_id), patch, precondition)
+    response.headers["ETag"] = etag(patched.version)
+    return patched
+
+
+@router.delete(
+    "/{product_id}",
+    status_code=204,
+    summary="Delete a product.",
+    responses={
+        204: {"description": "Deleted, or already gone."},
+        **error_responses(409, 412, 422, 503),
+    },
+)
+async def delete_product(
+    product_id: ProductId, precondition: IfMatchOptional, store: StoreDep
+) -> Response:
+    """Idempotent: 204 whether or not it existed. Emits `...product.deleted.v1` once."""
+    await store.delete(ObjectId(product_id), precondition)
+    return Response(status_code=204)

@@ -1,0 +1,68 @@
+"""products-api: the app, as `fnkit-serve products_api.main:app` serves it."""
+
+from __future__ import annotations
+
+from fnkit import Context, Function
+from fnkit.rest import install as install_rest
+
+from products_api.api.routes import products
+from products_api.core.config import Settings
+from products_api.locks import KeyedLock
+from products_api.outbox import OutboxRelay
+from products_api.store import COLLECTION, ProductStore
+
+DESCRIPTION = """\
+Product catalogue: the serverless playbook's REST API pattern (API Gateway + Lambda +
+DynamoDB) as a Knative Service on MongoDB.
+
+- Prices are exact decimals (strings in responses), stored as integer minor units.
+- Reads return an `ETag`; `PUT` and `PATCH` require `If-Match` (428 without it, 412 when
+  stale); `DELETE` honours it when sent and is idempotent.
+- Lists are keyset-paginated in creation order with an opaque `cursor`.
+- Every change emits `io.knative-playbook.product.{created,updated,deleted}.v1`, at least
+  once, through an outbox kept in the product document.
+- Errors always have the body `{"error": {"code", "message", "details"}}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> Function[Settings]:
+    """The products-api function, reading its settings from the environment by default."""
+    # Read now rather than on first use: the body limit is part of the app.
+    settings = settings or Settings()
+    fn = Function(
+        "products-api",
+        settings_class=Settings,
+        settings=settings,
+        mongo=True,
+        description=DESCRIPTION,
+    )
+    install_rest(fn.api, max_body_bytes=settings.max_body_bytes)
+    fn.api.include_router(products.router)
+
+    async def open_store(ctx: Context[Settings]) -> None:
+        collection = ctx.db[COLLECTION]
+        relay = OutboxRelay(
+            collection,
+            ctx.emit,
+            grace_seconds=ctx.settings.outbox_grace_seconds,
+            interval_seconds=ctx.settings.outbox_sweep_interval_seconds,
+            batch=ctx.settings.outbox_sweep_batch,
+            locks=KeyedLock(),
+        )
+        store = ProductStore(collection, relay, ctx.event)
+        await store.create_indexes()
+        relay.start()
+        fn.api.state.products = store
+
+    async def close_store(ctx: Context[Settings]) -> None:
+        store: ProductStore | None = getattr(fn.api.state, "products", None)
+        if store is not None:
+            del fn.api.state.products
+            await store.relay.close()
+
+    fn.on_startup(open_store)
+    fn.on_shutdown(close_store)
+    return fn
+
+
+app = create_app()
