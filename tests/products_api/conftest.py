@@ -11,7 +11,8 @@ import pytest
 from devplane.servers import MongoServer
 from products_api.core.config import Settings
 from products_api.main import create_app
-from products_support import Api, EventSink, wait_for
+
+from tests.products_api.helpers import Api, EventSink, wait_for
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import httpx
 import pytest
 from devplane.servers import FunctionProcess, free_port
 from fnkit import event_data
-from products_support import PRODUCT, EventSink, wait_for
+
+from tests.products_api.helpers import PRODUCT, EventSink, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -11,8 +11,9 @@ from bson import ObjectId
 from products_api.api.deps import etag, parse_if_match
 from products_api.models import Product, ProductIn, ProductPatch
 from products_api.store import decode_cursor, encode_cursor, from_minor, to_minor
-from products_support import PRODUCT
 from pydantic import TypeAdapter, ValidationError
+
+from tests.products_api.helpers import PRODUCT
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from bson import ObjectId
 from fnkit import event_data
-from products_support import PRODUCT, Api, EventSink, wait_for
+
+from tests.products_api.helpers import PRODUCT, Api, EventSink, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 from devplane.servers import FunctionProcess, free_port
-from products_support import PRODUCT, EventSink, wait_for
+
+from tests.products_api.helpers import PRODUCT, EventSink, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from bson import ObjectId
 from devplane.servers import MongoServer
-from products_support import PRODUCT, Api
+
+from tests.products_api.helpers import PRODUCT, Api
 
 pytestmark = pytest.mark.integration
 
