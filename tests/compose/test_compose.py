@@ -327,6 +327,7 @@ def test_webhook_token_and_target_match_minio_source() -> None:
     raw_token = raw_minio[f"MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_{target}"]
     for name in ("minio-source", SETUP):
         assert yaml_environment(name)["WEBHOOK_AUTH_TOKEN"] == raw_token
+    assert target == VALUES["minio"]["notifyTargetId"], "the chart configures another target"
     if not SOURCE_WRITTEN:
         return  # listed in the module's warning; the default id is in minio-source's code
     from minio_source.config import Settings
