@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -35,6 +36,7 @@ from dead_letter.store import (
     DeadLetterStore,
     Document,
     Filters,
+    dead_letter_id,
 )
 from dead_letter.wire import DeliveryError, WireEvent
 
@@ -43,6 +45,7 @@ log = logging.getLogger("dead_letter")
 BROKER: Final = "broker"
 DESTINATION: Final = "destination"
 _MAX_FANIN_DELAY: Final = 300.0
+_ID: Final = re.compile(r"[0-9a-f]{32}")
 
 
 class ReplayRejected(FunctionError):
@@ -62,11 +65,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def parse_id(letter_id: str) -> ObjectId:
+def parse_id(letter_id: str) -> str:
     """A dead letter's id from a URL; one that cannot exist is simply not found."""
-    if not ObjectId.is_valid(letter_id):
+    if not _ID.fullmatch(letter_id):
         raise NotFound(f"no dead letter with id {letter_id!r}")
-    return ObjectId(letter_id)
+    return letter_id
 
 
 def stored_event(document: Document) -> WireEvent:
@@ -91,17 +94,17 @@ class DeadLetters:
 
     # -- the sink ---------------------------------------------------------------------------
 
-    async def receive(self, event: WireEvent, error: DeliveryError) -> ObjectId:
+    async def receive(self, event: WireEvent, error: DeliveryError) -> str:
         """Store a dead letter once; for a lost bulk-job item, see that item.failed goes out."""
-        new_id = ObjectId()
-        fanin = self._fanin(new_id, event, error)
-        stored = await self.store.store(new_id, event, error, fanin, utcnow())
+        key = dead_letter_id(event.source, event.id, error.destination)
+        fanin = self._fanin(key, event, error)
+        stored = await self.store.store(key, event, error, fanin, utcnow())
         if stored.created:
             STORED.labels(self.type_labels(event.type)).inc()
             log.info(
                 "dead letter stored",
                 extra={
-                    "dead_letter_id": str(stored.id),
+                    "dead_letter_id": stored.id,
                     "event_id": event.id,
                     "type": event.type,
                     "destination": error.destination,
@@ -114,11 +117,11 @@ class DeadLetters:
             await self.emit_fanin(stored.id, stored.pending_fanin)
         return stored.id
 
-    def _fanin(self, new_id: ObjectId, event: WireEvent, error: DeliveryError) -> Document | None:
+    def _fanin(self, key: str, event: WireEvent, error: DeliveryError) -> Document | None:
         if event.type != ITEM_REQUESTED:
             return None
         try:
-            data = item_failed_data(_json_data(event), error.code, str(new_id))
+            data = item_failed_data(_json_data(event), error.code, key)
         except Unmappable as exc:
             log.warning(
                 "dead-lettered item.requested names no job item; no item.failed sent",
@@ -140,7 +143,7 @@ class DeadLetters:
             "attempts": 0,
         }
 
-    async def emit_fanin(self, letter_id: ObjectId, event_json: bytes) -> bool:
+    async def emit_fanin(self, letter_id: str, event_json: bytes) -> bool:
         """Make the next attempt at a pending item.failed, unless it is not due or is taken."""
         now = utcnow()
         lease = timedelta(seconds=self.settings.fanin_lease_seconds)
@@ -159,7 +162,7 @@ class DeadLetters:
             await self.store.fanin_failed(letter_id, attempt, exc.message, retry_at)
             log.warning(
                 "item.failed not emitted; will retry",
-                extra={"dead_letter_id": str(letter_id), "error": exc.message, "retry_in_s": delay},
+                extra={"dead_letter_id": letter_id, "error": exc.message, "retry_in_s": delay},
             )
             return False
         await self.store.fanin_emitted(letter_id, utcnow())
@@ -205,11 +208,11 @@ class DeadLetters:
         documents = await self.store.page(filters, limit, after)
         more = len(documents) > limit
         documents = documents[:limit]
-        return documents, str(documents[-1]["_id"]) if more else None
+        return documents, str(documents[-1]["seq"]) if more else None
 
     async def delete(self, letter_id: str) -> None:
-        if ObjectId.is_valid(letter_id):
-            await self.store.delete(ObjectId(letter_id))
+        if _ID.fullmatch(letter_id):
+            await self.store.delete(letter_id)
 
     async def purge(self, filters: Filters) -> int:
         if filters.empty:

@@ -2,9 +2,10 @@
 
 A dead letter is identified by the event's (`source`, `id`) and the destination that failed:
 Knative may deliver a dead letter more than once, and the same event may fail at two Triggers.
-A unique index on those three settles every race; storing is one upsert, so a redelivery only
-counts itself (`deliveries`) and refreshes the error Knative reported. (findAndModify gets no
-projection: FerretDB does not implement one there.)
+Its `_id` is a digest of those three, so the unique `_id` index settles every race and a
+store is one upsert by `_id` (the one lookup FerretDB serves without scanning); a redelivery
+only counts itself (`deliveries`) and refreshes the error Knative reported. findAndModify gets
+no projection: FerretDB does not implement one there.
 
 The fan-in outbox (an `item.failed` waiting for the broker) is claimed by inserting into
 `dead_letter_fanin`, never by a conditional update: FerretDB applies concurrent updates of one
@@ -18,14 +19,15 @@ have passed, after which its holder is taken for crashed and attempt `n + 1` may
 reason `deliveries` and `replays` can miss an update when two writes to one dead letter meet
 on FerretDB; on MongoDB every update is atomic.
 
-Pages are ordered by `_id` (an ObjectId, newest first) and continue after the last `_id` seen:
-a keyset over an immutable unique key, so pages neither repeat nor skip a dead letter while
-others are inserted or deleted.
+Pages are ordered by `seq` (an ObjectId set on insert, newest first) and continue after the
+last `seq` seen: a keyset over an immutable unique key, so pages neither repeat nor skip a dead
+letter while others are inserted or deleted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,6 +48,7 @@ EMITTED: Final = "emitted"
 Document = dict[str, Any]
 
 SUMMARY_FIELDS: Final = (
+    "seq",
     "type",
     "source",
     "event_id",
@@ -116,9 +119,15 @@ class FanInProgress:
         return self.last_attempt + 1 if self.last_attempt_at + lease <= now else None
 
 
+def dead_letter_id(source: str, event_id: str, destination: str | None) -> str:
+    """A dead letter's id: the same for every delivery of one event failed at one destination."""
+    identity = "\x1f".join((source, event_id, destination or ""))
+    return hashlib.sha256(identity.encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True, slots=True)
 class Stored:
-    id: ObjectId
+    id: str
     created: bool
     pending_fanin: bytes | None  # the item.failed event (JSON) still waiting for the broker
 
@@ -136,13 +145,10 @@ class DeadLetterStore:
         self.fanin = fanin
 
     async def create_indexes(self) -> None:
-        await self.collection.create_index(
-            [("source", ASCENDING), ("event_id", ASCENDING), ("destination", ASCENDING)],
-            unique=True,
-            name="dead_letter_identity",
-        )
-        await self.collection.create_index([("type", ASCENDING), ("_id", DESCENDING)])
-        await self.collection.create_index([("destination", ASCENDING), ("_id", DESCENDING)])
+        await self.collection.create_index([("seq", DESCENDING)], unique=True)
+        await self.collection.create_index([("type", ASCENDING), ("seq", DESCENDING)])
+        await self.collection.create_index([("source", ASCENDING), ("seq", DESCENDING)])
+        await self.collection.create_index([("destination", ASCENDING), ("seq", DESCENDING)])
         await self.collection.create_index([("received_at", ASCENDING)])
         await self.collection.create_index(
             [("fanin.state", ASCENDING), ("fanin.next_attempt_at", ASCENDING)]
@@ -151,16 +157,19 @@ class DeadLetterStore:
 
     async def store(
         self,
-        new_id: ObjectId,
+        key: str,
         event: WireEvent,
         error: DeliveryError,
         fanin: Document | None,
         now: datetime,
     ) -> Stored:
-        """Insert the dead letter as `new_id`, or count a redelivery of the stored one."""
-        identity = {"source": event.source, "event_id": event.id, "destination": error.destination}
+        """Insert the dead letter as `key` (see dead_letter_id), or count a redelivery of it."""
+        seq = ObjectId()
         on_insert: Document = {
-            "_id": new_id,
+            "seq": seq,
+            "source": event.source,
+            "event_id": event.id,
+            "destination": error.destination,
             "type": event.type,
             "subject": event.subject,
             "event": {
@@ -191,7 +200,7 @@ class DeadLetterStore:
         for attempt in range(3):
             try:
                 stored = await self.collection.find_one_and_update(
-                    identity,
+                    {"_id": key},
                     update,
                     upsert=True,
                     return_document=ReturnDocument.AFTER,
@@ -204,20 +213,20 @@ class DeadLetterStore:
         assert stored is not None
         fanin = stored.get("fanin") or {}
         pending = bytes(fanin["event"]) if fanin.get("state") == PENDING else None
-        return Stored(stored["_id"], stored["_id"] == new_id, pending)
+        return Stored(key, stored["seq"] == seq, pending)
 
-    async def get(self, letter_id: ObjectId) -> Document | None:
+    async def get(self, letter_id: str) -> Document | None:
         return await self.collection.find_one({"_id": letter_id}, projection={"fanin.event": 0})
 
     async def page(self, filters: Filters, limit: int, after: ObjectId | None) -> list[Document]:
         """Up to `limit` + 1 summaries, newest first, after `after`: the extra one means more."""
         query = filters.query()
         if after is not None:
-            query["_id"] = {"$lt": after}
+            query["seq"] = {"$lt": after}
         cursor = self.collection.find(query, projection=dict.fromkeys(SUMMARY_FIELDS, 1))
-        return await cursor.sort("_id", DESCENDING).limit(limit + 1).to_list()
+        return await cursor.sort("seq", DESCENDING).limit(limit + 1).to_list()
 
-    async def delete(self, letter_id: ObjectId) -> bool:
+    async def delete(self, letter_id: str) -> bool:
         result = await self.collection.delete_one({"_id": letter_id})
         await self.fanin.delete_many({"letter": letter_id})
         return result.deleted_count == 1
@@ -237,7 +246,7 @@ class DeadLetterStore:
     async def count(self) -> int:
         return await self.collection.count_documents({})
 
-    async def record_replay(self, letter_id: ObjectId, replay: Mapping[str, Any]) -> bool:
+    async def record_replay(self, letter_id: str, replay: Mapping[str, Any]) -> bool:
         result = await self.collection.update_one(
             {"_id": letter_id},
             {
@@ -250,7 +259,7 @@ class DeadLetterStore:
 
     # -- fan-in outbox: the item.failed event waits on the document until the broker has it ----
 
-    async def fanin_progress(self, letter_id: ObjectId) -> FanInProgress:
+    async def fanin_progress(self, letter_id: str) -> FanInProgress:
         records = await self.fanin.find({"letter": letter_id}).to_list()
         if any(r["kind"] == "emitted" for r in records):
             return FanInProgress(emitted=True)
@@ -265,7 +274,7 @@ class DeadLetterStore:
             retry_at=None if failed is None else _aware(failed["retry_at"]),
         )
 
-    async def claim_fanin(self, letter_id: ObjectId, attempt: int, now: datetime) -> bool:
+    async def claim_fanin(self, letter_id: str, attempt: int, now: datetime) -> bool:
         """Start attempt `attempt`; False when another delivery, sweep or replica has it."""
         try:
             await self.fanin.insert_one(
@@ -281,7 +290,7 @@ class DeadLetterStore:
             return False
         return True
 
-    async def fanin_emitted(self, letter_id: ObjectId, now: datetime) -> None:
+    async def fanin_emitted(self, letter_id: str, now: datetime) -> None:
         with contextlib.suppress(DuplicateKeyError):
             await self.fanin.insert_one(
                 {"_id": f"{letter_id}:emitted", "letter": letter_id, "kind": "emitted", "at": now}
@@ -292,7 +301,7 @@ class DeadLetterStore:
         )
 
     async def fanin_failed(
-        self, letter_id: ObjectId, attempt: int, error: str, retry_at: datetime
+        self, letter_id: str, attempt: int, error: str, retry_at: datetime
     ) -> None:
         with contextlib.suppress(DuplicateKeyError):
             await self.fanin.insert_one(
@@ -316,7 +325,7 @@ class DeadLetterStore:
             },
         )
 
-    async def due_fanin(self, now: datetime) -> AsyncIterator[tuple[ObjectId, bytes]]:
+    async def due_fanin(self, now: datetime) -> AsyncIterator[tuple[str, bytes]]:
         """Every pending emission whose summary says it is due (the records decide)."""
         cursor = self.collection.find(
             {"fanin.state": PENDING, "fanin.next_attempt_at": {"$lte": now}},
