@@ -40,12 +40,12 @@ def helm_binary() -> Path:
     return helm
 
 
-def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
+def run_helm(*args: str, release: str = RELEASE) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             str(helm_binary()),
             "template",
-            RELEASE,
+            release,
             str(CHART),
             "--namespace",
             NAMESPACE,

@@ -496,3 +496,25 @@ def test_k8s_manifests_are_numbered_in_apply_order():
 def test_chart_workflows_symlink_stays_inside_the_repository():
     link = CHART / "workflows"
     assert link.is_symlink() and Path(link.readlink()) == Path("../../workflows")
+
+
+def test_k8s_manifests_refer_to_objects_the_chart_creates_for_release_knative_playbook():
+    result = run_helm(release="knative-playbook")
+    assert result.returncode == 0, result.stderr
+    rendered = Rendered(d for d in yaml.safe_load_all(result.stdout) if d)
+    job = yaml.safe_load((ROOT / "k8s" / "200-bucket-notification-job.yaml").read_text())
+    spec = job["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] in rendered.names("ServiceAccount")
+    container = spec["containers"][0]
+    assert container["envFrom"][0]["configMapRef"]["name"] in rendered.names("ConfigMap")
+    hook = rendered.get("Job", "knative-playbook-minio-setup")["spec"]["template"]["spec"]
+    assert container["command"][:3] == hook["containers"][0]["command"][:3]
+    secrets = {e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]}
+    assert secrets <= rendered.names("Secret")
+    # The bundled MinIO's NetworkPolicy lets the Job in.
+    policy = rendered.get("NetworkPolicy", "knative-playbook-minio")["spec"]["ingress"][0]
+    allowed = policy["from"][0]["podSelector"]["matchLabels"]
+    assert allowed.items() <= job["spec"]["template"]["metadata"]["labels"].items()
+    sources = [yaml.safe_load(p.read_text()) for p in sorted((ROOT / "k8s").glob("*.yaml"))]
+    sinks = [s["spec"]["sink"]["ref"] for s in sources if "sink" in s.get("spec", {})]
+    assert sinks and all(ref["name"] == "default" and ref["kind"] == "Broker" for ref in sinks)
