@@ -29,7 +29,7 @@ _ERROR = {
             "example": {
                 "error": {
                     "code": "not_found",
-                    "message": "no dead letter with id '6650c0ffee0123456789abcd'",
+                    "message": "no dead letter with id '3f2a9c1e0b7d4e5f8a6b2c9d1e0f7a3b'",
                 }
             }
         }

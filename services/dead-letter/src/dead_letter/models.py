@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dead_letter.service import BROKER, stored_event
 from dead_letter.store import Document
 
-_ID = "6650c0ffee0123456789abcd"
+_ID = "3f2a9c1e0b7d4e5f8a6b2c9d1e0f7a3b"
 # Deeper JSON is shown as text: rendering it would recurse past Python's limit.
 _MAX_DISPLAY_DEPTH = 64
 _REPLAY_EXAMPLE: dict[str, Any] = {
@@ -88,7 +88,7 @@ class FanIn(BaseModel):
 class DeadLetterSummary(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [_SUMMARY_EXAMPLE]})
 
-    id: str
+    id: str = Field(description="Digest of the event's source and id and the failed destination.")
     type: str
     source: str
     event_id: str
@@ -148,7 +148,9 @@ class DeadLetter(DeadLetterSummary):
 
 class Page(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"items": [_SUMMARY_EXAMPLE], "next_cursor": _ID}]}
+        json_schema_extra={
+            "examples": [{"items": [_SUMMARY_EXAMPLE], "next_cursor": "6650c0ffee0123456789abcd"}]
+        }
     )
 
     items: list[DeadLetterSummary]
