@@ -221,6 +221,17 @@ class Server:
             self.lines += chunk.count(b"\n")
             self._tail = (self._tail + chunk)[-4096:]
 
+    def settled_lines(self, quiet: float = 0.25, timeout: float = 10.0) -> int:
+        """The count of lines written so far, once the drain has caught up with the server."""
+        deadline = time.perf_counter() + timeout
+        seen = self.lines
+        while time.perf_counter() < deadline:
+            time.sleep(quiet)
+            if self.lines == seen:
+                return seen
+            seen = self.lines
+        return seen
+
     def tail(self) -> str:
         return self._tail.decode(errors="replace")
 

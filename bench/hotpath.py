@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="pyinstrument fnkit's echo")
+    parser.add_argument("--all", action="store_true", help="with --profile: library frames too")
     args = parser.parse_args(argv)
     os.environ.setdefault("ENVIRONMENT", "dev")
     import uvloop
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
             f"all: {', '.join(f'{v:.1f}' for v in values)})"
         )
     if args.profile:
-        print(profiler.output_text(unicode=False, color=False, show_all=False))
+        print(profiler.output_text(unicode=False, color=False, show_all=args.all))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import json
 import resource
 import shutil
 import subprocess
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -106,11 +105,11 @@ def measure(target: Target, cores: Cores, params: Params) -> Sample:
     with running(target, cores, env) as server:
         check_answer(server)
         _wrk(server.port, cores, params.warmup, params.connections)
-        time.sleep(0.2)
-        cpu_before, lines_before = server.cpu_seconds(), server.lines
+        lines_before = server.settled_lines()
+        cpu_before = server.cpu_seconds()
         result, wrk_cpu = _wrk(server.port, cores, params.seconds, params.connections)
-        time.sleep(0.3)  # let the drain thread catch up with the log lines
-        cpu_after, lines_after = server.cpu_seconds(), server.lines
+        cpu_after = server.cpu_seconds()
+        lines_after = server.settled_lines()
     seconds = result["duration_us"] / 1e6
     return Sample(
         rps=result["requests"] / seconds,
@@ -182,6 +181,7 @@ def summary(payload: dict[str, Any]) -> dict[str, dict[str, float]]:
             "p50_ms": median([s["p50_ms"] for s in samples]),
             "p99_ms": median([s["p99_ms"] for s in samples]),
             "server_cpu": median([s["server_cpu"] for s in samples]),
+            "per_cpu": median([s["rps"] / s["server_cpu"] for s in samples if s["server_cpu"]]),
             "wrk_cpu": max(s["wrk_cpu"] for s in samples),
         }
     return out
@@ -208,24 +208,27 @@ def write_markdown(payload: dict[str, Any]) -> None:
         "rounds interleaved; each run on a freshly started server; "
         "a binary-mode CloudEvent of 60 bytes of JSON data (bench/wrk/cloudevent.lua)",
         "",
-        "| target | req/s (median) | min - max | p50 ms | p99 ms | server CPU | "
-        "vs bare ASGI | vs functions-framework | vs ff --asgi |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| target | req/s (median) | min - max | p50 ms | p99 ms | server CPU | req per CPU-second "
+        "| vs bare ASGI | vs functions-framework | vs ff --asgi |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key, entry in payload["targets"].items():
         s = stats[key]
         lines.append(
             f"| {entry['label']} | {s['rps']:,.0f} | {s['rps_min']:,.0f} - {s['rps_max']:,.0f} "
             f"| {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {s['server_cpu']:.0%} | "
+            f"{s['per_cpu']:,.0f} | "
             + " | ".join(_ratio(paired_ratio(payload, key, b)) for b in BASELINES)
             + " |"
         )
     wrk_cpu = max(s["wrk_cpu"] for s in stats.values())
     lines += [
         "",
-        "Ratios are medians of per-round ratios (targets measured next to each other in "
-        f"time). wrk used at most {wrk_cpu:.0%} of its core, so the servers, not the load "
-        "generator, set these figures.",
+        "Ratios are medians of per-round ratios of req/s (targets measured next to each other "
+        f"in time). wrk used at most {wrk_cpu:.0%} of its core, so the servers, not the load "
+        "generator, set these figures. Server CPU is the share of its core the server's "
+        "process tree used; below 100% the machine's other work took the rest, and req per "
+        "CPU-second (req/s divided by that share) is the figure least disturbed by it.",
         "",
         "Targets:",
         "",
