@@ -9,7 +9,14 @@ from fnkit import FunctionSettings
 from PIL import Image
 from pydantic import BaseModel, Field, field_validator
 
-from image_processor.imaging import Pipeline, Position, RenditionSpec, Watermark
+from image_processor.imaging import (
+    DEFAULT_RENDITIONS,
+    DEFAULT_WATERMARK_TEXT,
+    Pipeline,
+    Position,
+    RenditionSpec,
+    Watermark,
+)
 
 
 class Rendition(BaseModel):
@@ -33,7 +40,7 @@ class Settings(FunctionSettings):
         description="Renditions are <prefix>/<key-stem>/<rendition>.<ext> in the bucket.",
     )
     renditions: list[Rendition] = Field(
-        default=[Rendition(name="thumbnail", size=256), Rendition(name="medium", size=1024)],
+        default=[Rendition(name=r.name, size=r.size) for r in DEFAULT_RENDITIONS],
         min_length=1,
         max_length=8,
     )
@@ -46,7 +53,7 @@ class Settings(FunctionSettings):
         description="libwebp effort: 2 costs half of 4 for about 6% larger files.",
     )
     watermark_text: str = Field(
-        default="knative-playbook", max_length=100, description="Empty: no watermark."
+        default=DEFAULT_WATERMARK_TEXT, max_length=100, description="Empty: no watermark."
     )
     watermark_position: Position = "bottom-right"
     watermark_opacity: float = Field(default=0.5, ge=0.0, le=1.0)

@@ -74,6 +74,10 @@ class RenditionSpec:
     watermark: bool | None = None
 
 
+DEFAULT_RENDITIONS: Final = (RenditionSpec("thumbnail", 256), RenditionSpec("medium", 1024))
+DEFAULT_WATERMARK_TEXT: Final = "knative-playbook"
+
+
 @dataclass(frozen=True, slots=True)
 class Watermark:
     text: str

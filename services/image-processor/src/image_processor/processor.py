@@ -21,6 +21,7 @@ from typing import Any, Final
 from urllib.parse import quote, unquote_plus
 
 from fnkit import CloudEvent, Context, Rejected, event_data
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 
 from image_processor import records, storage
@@ -33,6 +34,13 @@ IMAGE_REJECTED: Final = "io.knative-playbook.image.rejected.v1"
 OBJECT_CREATED: Final = tuple(
     f"io.minio.s3.ObjectCreated.{name}"
     for name in ("Put", "Post", "Copy", "CompleteMultipartUpload")
+)
+
+UPLOADS = Counter(
+    "image_processor_uploads_total",
+    "Uploads handled, by outcome: processed, rejected (bad input), skipped (the object is "
+    "gone or was replaced), duplicate (handled before; the first reply was returned).",
+    ["outcome"],
 )
 
 
@@ -87,7 +95,9 @@ class ImageProcessor:
                 f"(UPLOADS_BUCKET={settings.uploads_bucket!r})"
             )
         identity = f"image\x1f{upload.bucket}\x1f{upload.key}\x1f{upload.etag}"
-        reply, _ = await ctx.once(identity, lambda: self._process(upload, event, ctx))
+        reply, ran = await ctx.once(identity, lambda: self._process(upload, event, ctx))
+        if not ran:
+            UPLOADS.labels("duplicate").inc()
         return reply
 
     async def _process(
@@ -108,6 +118,7 @@ class ImageProcessor:
                 )
                 source, renditions = await ctx.run_blocking(render, data, self._pipeline)
             except storage.SourceGone as gone:
+                UPLOADS.labels("skipped").inc()
                 reason = {"reason": gone.reason, "detail": gone.detail}
                 return _reply(ctx, IMAGE_REJECTED, upload, reason)
             except ImageRejected as rejection:
@@ -169,6 +180,7 @@ class ImageProcessor:
             "renditions": listed,
         }
         times = await _record(ctx, upload, event, records.PROCESSED, described)
+        UPLOADS.labels("processed").inc()
         return _reply(ctx, IMAGE_PROCESSED, upload, {**described, **times})
 
     async def _rejected(
@@ -180,6 +192,7 @@ class ImageProcessor:
     ) -> CloudEvent:
         reason = {"reason": rejection.reason, "detail": rejection.detail}
         times = await _record(ctx, upload, event, records.REJECTED, {**reason, "renditions": []})
+        UPLOADS.labels("rejected").inc()
         return _reply(ctx, IMAGE_REJECTED, upload, {**reason, **times})
 
 

@@ -1,0 +1,17 @@
+"""minio-source's fixtures: a real HTTP sink standing in for the broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.fnkit.helpers import Sink
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[Sink]:
+    server = Sink()
+    await server.start()
+    yield server
+    await server.close()
