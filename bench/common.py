@@ -197,6 +197,7 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     lines: int = 0
+    answered_status: int = 0
     _tail: bytes = b""
     _drain: threading.Thread | None = None
 
@@ -248,6 +249,7 @@ class Server:
                 time.sleep(poll)
                 continue
             if status < 500:
+                self.answered_status = status
                 return time.perf_counter() - self.started_at
             time.sleep(poll)
         raise RuntimeError(f"{self.target.label} not answering after {timeout}s:\n{self.tail()}")
