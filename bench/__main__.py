@@ -1,44 +1,62 @@
 """`python -m bench` (`make bench`): run every benchmark, write bench/results/*.md and a chart.
 
-Each benchmark is also a module of its own (`python -m bench.runtime --help`).
+A benchmark is any module of bench/ with a `main(argv)` (each also runs alone:
+`python -m bench.runtime --help`); the event runtime and cold start go first, the rest in
+name order. Modules that serve the others (common, chart, hotpath) are not benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
+from collections.abc import Callable
+from pathlib import Path
 
-from bench import chart, coldstart, runtime
+from bench import chart
 from bench.common import RESULTS
 
-BENCHMARKS = ("runtime", "coldstart")
+FIRST = ("runtime", "coldstart")
+NOT_BENCHMARKS = frozenset({"common", "chart", "hotpath", "__main__"})
+# Short runs of the benchmarks that have them: a smoke test, not figures to publish.
+QUICK = {
+    "runtime": ["--rounds", "1", "--seconds", "3", "--warmup", "1"],
+    "coldstart": ["--runs", "2"],
+}
+
+
+def benchmarks() -> dict[str, Callable[[list[str]], None]]:
+    found = {}
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if module.ispkg or module.name in NOT_BENCHMARKS:
+            continue
+        main = getattr(importlib.import_module(f"bench.{module.name}"), "main", None)
+        if callable(main):
+            found[module.name] = main
+    order = [n for n in FIRST if n in found] + sorted(n for n in found if n not in FIRST)
+    return {name: found[name] for name in order}
 
 
 def main(argv: list[str] | None = None) -> None:
+    available = benchmarks()
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "benchmarks",
+        "names",
         nargs="*",
         metavar="benchmark",
-        help=f"which to run: {', '.join(BENCHMARKS)} (default: all)",
+        help=f"which to run: {', '.join(available)} (default: all)",
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="fewer, shorter runs: a smoke test, not figures to publish",
-    )
+    parser.add_argument("--quick", action="store_true", help=f"short runs of {', '.join(QUICK)}")
     args = parser.parse_args(argv)
-    selected = args.benchmarks or list(BENCHMARKS)
-    unknown = set(selected) - set(BENCHMARKS)
+    unknown = set(args.names) - set(available)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
-    if "runtime" in selected:
-        params = runtime.Params(rounds=1, seconds=3, warmup=1) if args.quick else runtime.Params()
-        runtime.run(params)
-    if "coldstart" in selected:
-        coldstart.run(coldstart.Params(runs=2) if args.quick else coldstart.Params())
+    for name in args.names or available:
+        print(f"== bench.{name}", flush=True)
+        available[name](QUICK.get(name, []) if args.quick else [])
     path = chart.render()
     written = sorted(p.name for p in RESULTS.glob("*.md"))
-    print(f"wrote bench/results/{{{','.join(written)}}}" + (f" and {path.name}" if path else ""))
+    print(f"results: {', '.join(written)}" + (f"; chart: {path.name}" if path else ""))
 
 
 if __name__ == "__main__":
