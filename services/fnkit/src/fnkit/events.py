@@ -243,14 +243,15 @@ _CE_SAFE: Final = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in ' "
 _NEEDS_QUOTING: Final = re.compile(r'[^\x21-\x7e]|["%]')
 
 
-def _header_value(value: Any) -> bytes:
+def _header_value(value: Any) -> str:
     if isinstance(value, datetime):  # digits, "-:.T+Z": nothing to quote
         text = value.isoformat()
-        return (text[:-6] + "Z" if text.endswith("+00:00") else text).encode()
-    text = str(value)
-    if _NEEDS_QUOTING.search(text):
-        text = quote(text, safe=_CE_SAFE)
-    return text.encode()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    text = value if isinstance(value, str) else str(value)
+    return quote(text, safe=_CE_SAFE) if _NEEDS_QUOTING.search(text) else text
+
+
+_HEADER_NAMES: dict[str, bytes] = {}  # attribute name -> header name; a few dozen at most
 
 
 def encode_binary(event: CloudEvent) -> EncodedEvent:
@@ -260,13 +261,19 @@ def encode_binary(event: CloudEvent) -> EncodedEvent:
     even when, as almost always, there is nothing to quote.
     """
     attributes = event.get_attributes()
-    headers = [
-        (b"content-type", str(value).encode())
-        if name == "datacontenttype"
-        else (b"ce-" + name.encode(), _header_value(value))
-        for name, value in attributes.items()
-        if value is not None
-    ]
+    headers = []
+    for name, value in attributes.items():
+        if value is None:
+            continue
+        if name == "datacontenttype":
+            headers.append((b"content-type", str(value).encode()))
+            continue
+        header = _HEADER_NAMES.get(name)
+        if header is None:
+            header = b"ce-" + name.encode()
+            if len(_HEADER_NAMES) < 256:
+                _HEADER_NAMES[name] = header
+        headers.append((header, _header_value(value).encode()))
     body = _FORMAT.write_data(event.get_data(), attributes.get("datacontenttype"))
     return headers, body
 
