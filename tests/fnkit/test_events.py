@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
-from fnkit import Function
-from fnkit.events import event_data, parse_event
+from fnkit import CloudEvent, Context, Function
+from fnkit.events import event_data, from_json, parse_event, to_json
 
 from tests.fnkit.helpers import (
     Served,
@@ -363,3 +363,22 @@ async def test_malformed_event_is_logged_as_rejected(served: Served) -> None:
     assert line["level"] == "warning"
     assert line["outcome"] == "rejected"
     assert line["status"] == 415
+
+
+@pytest.mark.parametrize("text", ["plain words", "123", '{"looks": "like json"}', ""])
+async def test_string_data_of_a_json_event_survives_the_wire(text: str) -> None:
+    fn = create_app(unique_name(), SampleSettings(environment="dev"))
+    said = "io.knative-playbook.test.said.v1"
+
+    @fn.on(said)
+    async def say(event: CloudEvent, ctx: Context[SampleSettings]) -> CloudEvent:
+        return ctx.event(PONGED, event_data(event)["text"])
+
+    async with serve(fn) as served:
+        response = await served.binary(said, {"text": text})
+
+    assert response.headers["content-type"] == "application/json"
+    assert orjson.loads(response.content) == text
+    reply = parse_event({k.lower(): v for k, v in response.headers.items()}, response.content)
+    assert event_data(reply) == text
+    assert event_data(from_json(to_json(reply))) == text

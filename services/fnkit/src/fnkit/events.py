@@ -78,9 +78,12 @@ class _JSONFormat(JSONFormat):
     def write_data(self, data: Any, datacontenttype: str | None) -> bytes:
         if isinstance(data, bytearray):
             data = bytes(data)
-        if data is None or isinstance(data, bytes | str):
+        if data is None or isinstance(data, bytes):
             return super().write_data(data, datacontenttype)
-        # Lists and numbers too: the SDK would write their Python repr.
+        if isinstance(data, str) and not _is_json(_media_type(datacontenttype or JSON)):
+            return data.encode()
+        # Lists, numbers and strings too: the SDK would write their Python repr, or a string
+        # bare, so that JSON data "123" would come back as the number 123 (bytes stay raw).
         return orjson.dumps(data, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS)
 
 
@@ -228,9 +231,9 @@ def _uuid4() -> str:
 
 
 def event_data(event: CloudEvent) -> Any:
-    """The event's data, decoded from JSON when it arrived as a JSON string or bytes."""
+    """The event's data; JSON bytes decoded (a str is JSON's string value, kept as it is)."""
     data = event.get_data()
-    if isinstance(data, bytes | str) and _is_json(_media_type(event.get_datacontenttype() or "")):
+    if isinstance(data, bytes) and _is_json(_media_type(event.get_datacontenttype() or "")):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
