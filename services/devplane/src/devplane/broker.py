@@ -22,18 +22,20 @@ import base64
 import contextlib
 import logging
 import random
-from collections.abc import Mapping
+import time
+from collections import Counter as Tally
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import httpx
 from fnkit.errors import FunctionError, Unavailable
-from fnkit.events import CloudEvent, encode_binary, parse_event
+from fnkit.events import CloudEvent, EncodedEvent, encode_binary, parse_event
 
 from devplane import metrics
 from devplane.config import Trigger
 from devplane.eventlog import DeliveryRecord, EventLog, EventRecord, Outcome, touch
+from devplane.httpclient import HttpClient, HttpError, Response, header_lines
 from devplane.knobs import Knobs
 
 log = logging.getLogger("devplane.broker")
@@ -68,6 +70,7 @@ class _Copy:
 
     trigger: Trigger
     headers: Headers
+    head: bytes
     body: bytes
     event: EventRecord
     ttl: int
@@ -85,23 +88,8 @@ class _Lane:
     ready: asyncio.Queue[_Copy] = field(default_factory=asyncio.Queue)
     held: int = 0
     workers: list[asyncio.Task[None]] = field(default_factory=list)
-    _counters: dict[tuple[Any, str], Any] = field(default_factory=dict)
-
-    def depth(self) -> float:
-        return self.held
-
-    def attempted(self, result: str) -> None:
-        self._count(metrics.ATTEMPTS, result)
-
-    def finished(self, outcome: str) -> None:
-        self._count(metrics.DELIVERIES, outcome)
-
-    def _count(self, family: Any, label: str) -> None:
-        # Label children resolved once: the hot path does no label lookups.
-        counter = self._counters.get((family, label))
-        if counter is None:
-            counter = self._counters[(family, label)] = family.labels(self.subscriber, label)
-        counter.inc()
+    attempts: Tally[str] = field(default_factory=Tally)
+    outcomes: Tally[str] = field(default_factory=Tally)
 
 
 def _text(value: Any) -> str:
@@ -138,8 +126,7 @@ class Broker:
         self.lanes: dict[str, _Lane] = {}
         for trigger in triggers:
             if trigger.subscriber not in self.lanes:
-                lane = self.lanes[trigger.subscriber] = _Lane(trigger.subscriber, capacity)
-                metrics.QUEUE_DEPTH.labels(trigger.subscriber).set_function(lane.depth)
+                self.lanes[trigger.subscriber] = _Lane(trigger.subscriber, capacity)
         # Most Triggers filter on `type`: index them by it, so an event is only compared with
         # the Triggers that could match.
         self._by_type: dict[str, list[Trigger]] = {}
@@ -150,20 +137,18 @@ class Broker:
             else:
                 self._any_type.append(trigger)
         self._filtered = frozenset(name for t in triggers for name in t.filter)
-        self._client: httpx.AsyncClient | None = None
+        self._client: HttpClient | None = None
         self._held = 0
+        self._arrival = (0.0, b"")
         self._idle = asyncio.Event()
         self._idle.set()
-        self._origins = {origin: metrics.EVENTS.labels(origin) for origin in ("ingress", "reply")}
+        self.events: Tally[str] = Tally()
+        metrics.watch(self)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        connections = max(1, self.workers * max(1, len(self.lanes)) + 8)
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.default_timeout),
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-        )
+        self._client = HttpClient()
         for lane in self.lanes.values():
             lane.workers = [
                 asyncio.create_task(self._work(lane), name=f"deliver-{lane.subscriber}-{i}")
@@ -188,13 +173,28 @@ class Broker:
     def held(self) -> int:
         return self._held
 
+    def lane_counts(self) -> Iterator[_Lane]:
+        return iter(self.lanes.values())
+
+    def _arrival_time(self) -> bytes:
+        """`knativearrivaltime`, formatted at most once a millisecond (it is per event)."""
+        now = time.time()
+        if now - self._arrival[0] >= 0.001:
+            self._arrival = (now, _text(datetime.fromtimestamp(now, UTC)).encode())
+        return self._arrival[1]
+
     # -- ingress --------------------------------------------------------------------------
 
     def ingest(
-        self, event: CloudEvent, origin: str = "ingress", ttl: int | None = None
+        self,
+        event: CloudEvent,
+        origin: str = "ingress",
+        ttl: int | None = None,
+        binary: EncodedEvent | None = None,
     ) -> EventRecord:
         """Queue a copy for every matching Trigger; raise QueueFull (queuing nothing) if any
-        matching queue is full."""
+        matching queue is full. `binary` is the event as it arrived in binary mode, forwarded
+        as it is rather than encoded again."""
         attributes = event.get_attributes()
         event_type = attributes["type"]
         candidates = self._by_type.get(event_type, ())
@@ -221,10 +221,6 @@ class Broker:
                 )
         if ttl is None:
             ttl = _ttl(attributes.get(_TTL))
-        headers, body = encode_binary(event)
-        # The TTL stays inside the broker; the arrival time is this broker's, as in Knative.
-        headers = [h for h in headers if h[0] not in _BROKER_HEADERS]
-        headers.append((_ARRIVAL, _text(datetime.now(UTC)).encode()))
         record = EventRecord(
             attributes["id"],
             event_type,
@@ -233,15 +229,23 @@ class Broker:
             origin,
         )
         self.log.add(record)
-        self._origins["reply" if origin.startswith("reply") else "ingress"].inc()
+        self.events["reply" if origin.startswith("reply") else "ingress"] += 1
+        if not matched:
+            return record
+        headers, body = binary or encode_binary(event)
+        # The TTL stays inside the broker; the arrival time is this broker's, as in Knative.
+        headers = [h for h in headers if h[0] not in _BROKER_HEADERS]
+        headers.append((_ARRIVAL, self._arrival_time()))
+        head = header_lines(headers)
         for trigger in matched:
-            self._queue(trigger, headers, body, record, ttl)
+            self._queue(trigger, headers, head, body, record, ttl)
         return record
 
     def _queue(
         self,
         trigger: Trigger,
         headers: Headers,
+        head: bytes,
         body: bytes,
         event: EventRecord,
         ttl: int,
@@ -254,7 +258,7 @@ class Broker:
         lane.held += 1
         self._held += 1
         self._idle.clear()
-        lane.ready.put_nowait(_Copy(trigger, headers, body, event, ttl, record))
+        lane.ready.put_nowait(_Copy(trigger, headers, head, body, event, ttl, record))
 
     # -- delivery -------------------------------------------------------------------------
 
@@ -275,19 +279,19 @@ class Broker:
                 self._finish(lane, copy, "lost")
 
     async def _post(
-        self, lane: _Lane, url: str, headers: Headers, body: bytes, seconds: float
-    ) -> tuple[httpx.Response | None, str | None]:
+        self, lane: _Lane, url: str, head: bytes, body: bytes, seconds: float
+    ) -> tuple[Response | None, str | None]:
         assert self._client is not None
         try:
             async with asyncio.timeout(seconds):
-                response = await self._client.post(url, headers=headers, content=body)
+                response = await self._client.post(url, head, body)
         except TimeoutError:
-            lane.attempted("timeout")
+            lane.attempts["timeout"] += 1
             return None, f"timed out after {seconds:g}s"
-        except httpx.HTTPError as exc:
-            lane.attempted("network")
+        except (HttpError, OSError) as exc:
+            lane.attempts["network"] += 1
             return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        lane.attempted(str(response.status_code))
+        lane.attempts[str(response.status)] += 1
         return response, None
 
     async def _deliver(self, lane: _Lane, copy: _Copy) -> None:
@@ -296,20 +300,20 @@ class Broker:
         trigger, record = copy.trigger, copy.record
         record.attempts += 1
         timeout = trigger.delivery.timeout or self.default_timeout
-        response, problem = await self._post(lane, trigger.url, copy.headers, copy.body, timeout)
+        response, problem = await self._post(lane, trigger.url, copy.head, copy.body, timeout)
         if response is None:
             record.status, record.error = None, problem
             # Knative reports a failed dispatch as a 500 with the error as the body.
             dispatch_error = f"dispatch error: {problem}".encode()
             self._failed(lane, copy, _Failure(trigger.url, 500, dispatch_error), retryable=True)
             return
-        status = record.status = response.status_code
+        status = record.status = response.status
         if not 200 <= status < 300:
             record.error = f"HTTP {status}"
             self._failed(
                 lane,
                 copy,
-                _Failure(trigger.url, status, response.content),
+                _Failure(trigger.url, status, response.body),
                 retryable=status >= 500 or status in RETRYABLE_STATUS,
             )
             return
@@ -327,19 +331,23 @@ class Broker:
             and random.random() < self.knobs.duplicate_ratio  # noqa: S311 - fault injection
             and lane.held < lane.capacity
         ):
-            self._queue(trigger, copy.headers, copy.body, copy.event, copy.ttl, duplicate=True)
+            self._queue(
+                trigger, copy.headers, copy.head, copy.body, copy.event, copy.ttl, duplicate=True
+            )
 
-    def _reply(self, copy: _Copy, response: httpx.Response) -> str | None:
+    def _reply(self, copy: _Copy, response: Response) -> str | None:
         """Route the reply event the response carries, if any; say why if the broker refused it."""
-        headers = response.headers
-        content_type = headers.get("content-type", "")
+        content_type = response.header(b"content-type") or b""
         if not (
-            content_type.startswith("application/cloudevents+json")
-            or any(name.startswith("ce-") for name in headers)
+            content_type.startswith(b"application/cloudevents+json")
+            or any(name.startswith(b"ce-") for name, _ in response.headers)
         ):
             return None
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in response.headers
+        }
         try:
-            reply = parse_event(dict(headers.items()), response.content)
+            reply = parse_event(headers, response.body)
         except FunctionError as exc:
             copy.record.error = f"reply ignored, not a valid CloudEvent: {exc}"
             return None
@@ -348,7 +356,12 @@ class Broker:
             log.warning("reply dropped: TTL exhausted", extra={"event_id": copy.event.id})
             return None
         try:
-            routed = self.ingest(reply, f"reply from {copy.trigger.subscriber}", copy.ttl - 1)
+            routed = self.ingest(
+                reply,
+                f"reply from {copy.trigger.subscriber}",
+                copy.ttl - 1,
+                binary_message(response.headers, response.body),
+            )
         except QueueFull as exc:
             return exc.message
         copy.record.reply_id = routed.id
@@ -390,13 +403,13 @@ class Broker:
         copy.sink_attempts += 1
         timeout = trigger.delivery.timeout or self.default_timeout
         response, problem = await self._post(
-            lane, trigger.dead_letter_url, headers, copy.body, timeout
+            lane, trigger.dead_letter_url, header_lines(headers), copy.body, timeout
         )
-        if response is not None and 200 <= response.status_code < 300:
+        if response is not None and 200 <= response.status < 300:
             copy.record.dead_letter_url = trigger.dead_letter_url
             self._finish(lane, copy, "dead-lettered")
             return
-        why = problem or f"HTTP {response.status_code if response else '?'}"
+        why = problem or f"HTTP {response.status if response else '?'}"
         if copy.sink_attempts <= trigger.delivery.retry:
             asyncio.get_running_loop().call_later(
                 trigger.delivery.backoff(copy.sink_attempts), lane.ready.put_nowait, copy
@@ -421,7 +434,7 @@ class Broker:
         self._held -= 1
         if not self._held:
             self._idle.set()
-        lane.finished(outcome)
+        lane.outcomes[outcome] += 1
 
     # -- views ----------------------------------------------------------------------------
 
@@ -445,6 +458,22 @@ class Broker:
 
     def queues(self) -> Mapping[str, int]:
         return {name: lane.held for name, lane in self.lanes.items()}
+
+
+def binary_message(headers: Iterable[tuple[bytes, bytes]], body: bytes) -> EncodedEvent | None:
+    """A binary-mode message's CloudEvent headers and body, as received; None if structured.
+
+    Call it only for a message that parsed as a CloudEvent; names must be lower-case.
+    """
+    kept = [
+        (name, value)
+        for name, value in headers
+        if name.startswith(b"ce-") or name == b"content-type"
+    ]
+    for name, value in kept:
+        if name == b"content-type" and value.lower().startswith(b"application/cloudevents+json"):
+            return None
+    return kept, body
 
 
 def _ttl(value: Any) -> int:

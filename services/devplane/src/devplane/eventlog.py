@@ -6,6 +6,7 @@ the oldest records fall off the end.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,8 +16,9 @@ from typing import Any, Literal
 Outcome = Literal["pending", "retrying", "delivered", "dead-lettered", "dropped", "lost"]
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _stamp(seconds: float) -> str:
+    """Epoch seconds as ISO-8601 UTC; done when a record is viewed, not on the hot path."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 @dataclass(slots=True)
@@ -33,7 +35,7 @@ class DeliveryRecord:
     error: str | None = None
     reply_id: str | None = None
     dead_letter_url: str | None = None
-    updated_at: str = field(default_factory=_now)
+    updated_at: float = field(default_factory=time.time)
 
     def view(self) -> dict[str, Any]:
         view = {
@@ -43,7 +45,7 @@ class DeliveryRecord:
             "attempts": self.attempts,
             "outcome": self.outcome,
             "status": self.status,
-            "updated_at": self.updated_at,
+            "updated_at": _stamp(self.updated_at),
         }
         if self.duplicate:
             view["duplicate"] = True
@@ -65,7 +67,7 @@ class EventRecord:
     source: str
     subject: str | None
     origin: str
-    received_at: str = field(default_factory=_now)
+    received_at: float = field(default_factory=time.time)
     deliveries: list[DeliveryRecord] = field(default_factory=list)
 
     def view(self) -> dict[str, Any]:
@@ -75,7 +77,7 @@ class EventRecord:
             "source": self.source,
             "subject": self.subject,
             "origin": self.origin,
-            "received_at": self.received_at,
+            "received_at": _stamp(self.received_at),
             "deliveries": [d.view() for d in self.deliveries],
         }
 
@@ -113,4 +115,4 @@ class EventLog:
 
 
 def touch(delivery: DeliveryRecord) -> None:
-    delivery.updated_at = _now()
+    delivery.updated_at = time.time()

@@ -21,7 +21,7 @@ from fnkit.errors import error_response
 from fnkit.events import parse_event
 
 from devplane.api import router
-from devplane.broker import Broker
+from devplane.broker import Broker, binary_message
 from devplane.config import PlaneConfig, load_config
 from devplane.eventlog import EventLog
 from devplane.knobs import Knobs
@@ -119,7 +119,7 @@ class DevplaneApp:
             if not self.plane.ready.is_set():
                 raise Unavailable("devplane is starting; retry shortly")
             event = parse_event(headers, body)
-            record = self.plane.broker.ingest(event)
+            record = self.plane.broker.ingest(event, binary=binary_message(scope["headers"], body))
         except Exception as exc:
             problem = error_response(exc)
             if problem.status >= 500 and problem.code != "queue_full":
