@@ -195,3 +195,4 @@ def create_app(
 
 app = create_app()
 minio_app = create_app("fnkit-sample-minio", minio=True)
+routes_app = create_app("fnkit-sample-routes", mongo=True)

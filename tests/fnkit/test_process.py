@@ -15,7 +15,7 @@ import pytest
 from devplane.servers import FunctionProcess, ServerUnavailable
 
 from tests.fnkit.helpers import binary_event, metric, parse_metrics, trace_parts
-from tests.fnkit.sample_functions import PINGED, SLEPT, WOKE
+from tests.fnkit.sample_functions import PINGED, RECEIPTED, RECORDED, SLEPT, WOKE
 
 pytestmark = pytest.mark.e2e
 
@@ -183,3 +183,37 @@ def test_placeholder_secrets_stop_a_production_process(
         "refusing to start with development placeholder secrets in "
         "MINIO_ACCESS_KEY/MINIO_SECRET_KEY (ENVIRONMENT=production)" in str(refused.value)
     )
+
+
+async def test_routes_and_events_in_one_real_process(
+    function_process: StartFunction,
+    repo_pythonpath: dict[str, str],
+    service_env: dict[str, str],
+    client: httpx.AsyncClient,
+) -> None:
+    env = {**service_env, **repo_pythonpath}
+    proc = function_process("tests.fnkit.sample_functions:routes_app", env=env, name="routes")
+    created = await client.post(f"{proc.url}/records", json={"key": "by-route"})
+    headers, body = binary_event(RECORDED, {"key": "by-event"}, id="evt-r")
+    event = await client.post(proc.url, headers=headers, content=body)
+    again = await client.post(proc.url, headers=headers, content=body)
+    fetched = await client.get(f"{proc.url}/records/by-event")
+    missing = await client.get(f"{proc.url}/records/nothing")
+    ready = await client.get(f"{proc.url}/health/readiness")
+    popen = proc.process
+    assert popen is not None
+
+    await asyncio.to_thread(proc.stop, signal.SIGTERM)
+
+    assert created.status_code == 201
+    assert event.status_code == 200
+    assert event.headers["ce-type"] == RECEIPTED
+    assert again.json() == event.json()
+    assert fetched.json()["receipt"] == event.json()["receipt"]
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    assert ready.json() == {"status": "ready", "checks": {"setup": "ok", "mongodb": "ok"}}
+    assert popen.returncode == 0
+    outcomes = [line["outcome"] for line in log_lines(proc) if line["msg"] == "invocation"]
+    assert outcomes == ["ok", "duplicate"]
+    assert "stopped" in [line["msg"] for line in log_lines(proc)]
