@@ -102,7 +102,7 @@ def test_values(urls: dict[str, str]) -> str:
                             "name": "patient",
                             "filter": {"attributes": {"type": PATIENT}},
                             "delivery": {
-                                "retry": 12,
+                                "retry": 20,
                                 "backoffPolicy": "linear",
                                 "backoffDelay": "PT0.25S",
                             },
@@ -167,7 +167,7 @@ class Plane:
         await wait_for(empty)
 
 
-async def wait_for(probe: Callable[[], Awaitable[T | None]], within: float = 30.0) -> T:
+async def wait_for(probe: Callable[[], Awaitable[T | None]], within: float = 60.0) -> T:
     """Poll until `probe` returns something truthy; fail with a clear message otherwise."""
     deadline = time.monotonic() + within
     while True:
@@ -238,7 +238,7 @@ def plane_processes(
         devplane.start()
         started.append(devplane)
         for process in started:
-            process.wait_ready()
+            process.wait_ready(timeout=60)
         yield devplane, subscribers, db_name, capacity
     finally:
         for process in reversed(started):

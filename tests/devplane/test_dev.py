@@ -140,7 +140,7 @@ def iter_queue(lines: queue.Queue[str]) -> list[str]:
 
 
 def _wait_ready(url: str) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             if httpx.get(url + "/health/readiness").status_code == 200:
@@ -152,7 +152,7 @@ def _wait_ready(url: str) -> None:
 
 
 def _settled(port: int, event_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         events = httpx.get(f"http://127.0.0.1:{port}/events", params={"id": event_id}).json()
         if events["events"] and all(

@@ -177,7 +177,7 @@ async def test_a_subscriber_down_for_less_than_the_retry_window_loses_nothing(
         assert all(d["outcome"] == "retrying" for r in failing for d in r["deliveries"])
     finally:
         gamma.start()
-    gamma.wait_ready()
+    gamma.wait_ready(timeout=60)
 
     for event_id in ids:
         record = await plane.settled(event_id)

@@ -30,9 +30,12 @@ def router(plane: Plane) -> APIRouter:
         type: Annotated[str | None, Query(description="Exact event type.")] = None,
         source: Annotated[str | None, Query(description="Exact event source.")] = None,
         id: Annotated[str | None, Query(description="Event id.")] = None,
+        after: Annotated[
+            int, Query(ge=0, description="Only events whose `seq` is greater: a cursor.")
+        ] = 0,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
     ) -> dict[str, Any]:
-        records = plane.events.query(type=type, source=source, id=id, limit=limit)
+        records = plane.events.query(type=type, source=source, id=id, after=after, limit=limit)
         return {"events": [record.view() for record in records]}
 
     @api.get("/triggers", tags=["events"], summary="The routing table and queue depths.")

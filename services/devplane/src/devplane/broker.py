@@ -98,6 +98,12 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+def _trace_id(traceparent: Any) -> str | None:
+    """The trace id of a W3C traceparent, for the event log (None when absent or malformed)."""
+    parts = traceparent.split("-") if isinstance(traceparent, str) else ()
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
+
+
 def error_data(body: bytes) -> str:
     """`knativeerrordata` as Knative writes it: base64 of the body's start, at most 1024 chars."""
     return base64.b64encode(body[:ERROR_DATA_MAX]).decode()[:ERROR_DATA_MAX]
@@ -227,6 +233,7 @@ class Broker:
             attributes["source"],
             attributes.get("subject"),
             origin,
+            _trace_id(attributes.get("traceparent")),
         )
         self.log.add(record)
         self.events["reply" if origin.startswith("reply") else "ingress"] += 1

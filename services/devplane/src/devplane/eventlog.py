@@ -67,16 +67,20 @@ class EventRecord:
     source: str
     subject: str | None
     origin: str
+    trace_id: str | None = None
     received_at: float = field(default_factory=time.time)
     deliveries: list[DeliveryRecord] = field(default_factory=list)
+    seq: int = 0  # set by EventLog.add: a cursor for clients that follow the log
 
     def view(self) -> dict[str, Any]:
         return {
+            "seq": self.seq,
             "id": self.id,
             "type": self.type,
             "source": self.source,
             "subject": self.subject,
             "origin": self.origin,
+            "trace_id": self.trace_id,
             "received_at": _stamp(self.received_at),
             "deliveries": [d.view() for d in self.deliveries],
         }
@@ -85,8 +89,11 @@ class EventRecord:
 class EventLog:
     def __init__(self, size: int) -> None:
         self._records: deque[EventRecord] = deque(maxlen=size)
+        self._seq = 0
 
     def add(self, record: EventRecord) -> None:
+        self._seq += 1
+        record.seq = self._seq
         self._records.append(record)
 
     def __iter__(self) -> Iterator[EventRecord]:
@@ -98,11 +105,14 @@ class EventLog:
         type: str | None = None,
         source: str | None = None,
         id: str | None = None,
+        after: int = 0,
         limit: int = 50,
     ) -> list[EventRecord]:
-        """Newest first, filtered by exact type, source and id."""
+        """Newest first, filtered by exact type, source and id, and added after `after`."""
         found: list[EventRecord] = []
         for record in reversed(self._records):
+            if record.seq <= after:
+                break
             if (
                 (type is None or record.type == type)
                 and (source is None or record.source == source)
