@@ -146,7 +146,7 @@ def _on_sigterm(signum: int, frame: object) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m devplane.dev",
+        prog="devplane dev",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -237,7 +237,7 @@ def minio_server(
 
 def main(argv: list[str] | None = None) -> None:
     """`devplane-servers`: run MongoDB and MinIO in the foreground until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="devplane-servers", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="devplane servers", description=main.__doc__)
     parser.add_argument("--data", type=Path, default=Path(".dev"))
     parser.add_argument("--mongo-port", type=int, default=27017)
     parser.add_argument("--minio-port", type=int, default=9000)
