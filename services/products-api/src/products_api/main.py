@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fnkit import Context, Function
+from fnkit.locks import KeyedLock
 from fnkit.rest import install as install_rest
 
 from products_api.api.routes import products
 from products_api.core.config import Settings
-from products_api.locks import KeyedLock
-from products_api.outbox import OutboxRelay
+from products_api.outbox import ProductOutbox
 from products_api.store import COLLECTION, ProductStore
 
 DESCRIPTION = """\
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> Function[Settings]:
 
     async def open_store(ctx: Context[Settings]) -> None:
         collection = ctx.db[COLLECTION]
-        relay = OutboxRelay(
+        relay = ProductOutbox(
             collection,
             ctx.emit,
             grace_seconds=ctx.settings.outbox_grace_seconds,

@@ -6,7 +6,7 @@ MongoDB-protocol server stores, compares and sorts exactly; FerretDB has no Deci
 (see outbox.py). Creating is one insert and reading one find, so the hot paths make one round
 trip each; a change reads the current document, then writes on the condition that its version
 is still the one read, which is how concurrent writers are told apart without transactions
-(on MongoDB; FerretDB needs the per-product lock of locks.py as well).
+(on MongoDB; FerretDB needs the per-product lock, fnkit.locks.KeyedLock, as well).
 """
 
 from __future__ import annotations
@@ -16,15 +16,16 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final, Protocol
 
 from bson import ObjectId
 from fnkit import CloudEvent, Conflict, NotFound, PreconditionFailed, Rejected
+from fnkit.mongo import is_duplicate_key
+from fnkit.mongo import now as _now
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import OperationFailure
 
 from products_api import outbox
 from products_api.models import (
@@ -34,7 +35,7 @@ from products_api.models import (
     ProductPatch,
     check_price_scale,
 )
-from products_api.outbox import OutboxRelay
+from products_api.outbox import ProductOutbox
 
 COLLECTION: Final = "products"
 CREATED: Final = "io.knative-playbook.product.created.v1"
@@ -104,22 +105,6 @@ def decode_cursor(cursor: str) -> ObjectId:
     return ObjectId(raw[len(_CURSOR_PREFIX) :])
 
 
-def _now() -> datetime:
-    # BSON dates hold milliseconds: cut here so that what a write returns equals later reads.
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def _is_duplicate_key(exc: OperationFailure) -> bool:
-    # MongoDB says E11000 (DuplicateKeyError); FerretDB's SQLite backend reports a duplicate
-    # on update as a generic error naming the UNIQUE constraint.
-    return (
-        isinstance(exc, DuplicateKeyError)
-        or exc.code == 11000
-        or ("UNIQUE constraint failed" in str(exc))
-    )
-
-
 def _stored(fields: Mapping[str, Any]) -> dict[str, Any]:
     """A product's writable fields (as a client sends them) as they are stored."""
     return {
@@ -172,7 +157,7 @@ class ProductStore:
     def __init__(
         self,
         collection: AsyncCollection[dict[str, Any]],
-        relay: OutboxRelay,
+        relay: ProductOutbox,
         new_event: EventFactory,
     ) -> None:
         self.collection = collection
@@ -207,7 +192,7 @@ class ProductStore:
         try:
             await self.collection.insert_one(doc)
         except OperationFailure as exc:
-            if _is_duplicate_key(exc):
+            if is_duplicate_key(exc):
                 raise self._sku_taken(data.sku) from None
             raise
         self.relay.send_soon(product_id, doc[outbox.FIELD])
@@ -349,7 +334,7 @@ class ProductStore:
                 return_document=ReturnDocument.AFTER,
             )
         except OperationFailure as exc:
-            if _is_duplicate_key(exc):
+            if is_duplicate_key(exc):
                 raise self._sku_taken(fields["sku"]) from None
             raise
         if after is None:

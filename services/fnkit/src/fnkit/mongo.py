@@ -1,0 +1,29 @@
+"""Small MongoDB helpers every service that writes concurrently needs, on MongoDB and FerretDB."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pymongo.errors import DuplicateKeyError, OperationFailure
+
+__all__ = ["is_duplicate_key", "now"]
+
+
+def is_duplicate_key(exc: OperationFailure) -> bool:
+    """Whether a write failed on a unique index (its `_id` or another unique key).
+
+    MongoDB says E11000 (DuplicateKeyError); FerretDB's SQLite backend may report a duplicate
+    on an update as a generic error naming the UNIQUE constraint.
+    """
+    return (
+        isinstance(exc, DuplicateKeyError)
+        or exc.code == 11000
+        or "UNIQUE constraint failed" in str(exc)
+    )
+
+
+def now() -> datetime:
+    """The current UTC time cut to milliseconds, as BSON stores it: what a write returns
+    then equals what a later read gives back."""
+    moment = datetime.now(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
