@@ -14,7 +14,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -23,9 +22,9 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import Receive, Scope, Send
 
+from fnkit.clients import open_context
 from fnkit.config import FunctionSettings
 from fnkit.context import Context
-from fnkit.emit import Emitter
 from fnkit.errors import BadEvent, ErrorResponse, FunctionError, PayloadTooLarge, error_response
 from fnkit.events import (
     CloudEvent,
@@ -41,7 +40,6 @@ from fnkit.tracing import TraceContext, current_trace
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from minio import Minio
-    from pymongo import AsyncMongoClient
 
 S = TypeVar("S", bound=FunctionSettings)
 Handler = Callable[[CloudEvent, Context[Any]], Awaitable[CloudEvent | None]]
@@ -334,56 +332,30 @@ class Function(Generic[S]):
     async def _lifespan(self, api: FastAPI | None) -> AsyncIterator[None]:
         settings = self.settings
         configure_logging(self.name, settings.log_level)
-        if settings.environment != "dev":
-            placeholders = settings.placeholder_secrets(
-                mongo=self.uses_mongo, minio=self.uses_minio
-            )
-            if placeholders:
-                raise RuntimeError(
-                    f"{self.name}: refusing to start with development placeholder secrets in "
-                    f"{', '.join(placeholders)} (ENVIRONMENT={settings.environment}); "
-                    "set real secrets, or ENVIRONMENT=dev on a laptop"
-                )
-        executor = ThreadPoolExecutor(settings.blocking_workers, thread_name_prefix=self.name)
-        emitter = Emitter(
-            settings.k_sink,
-            function=self.name,
-            timeout=settings.emit_timeout_seconds,
-            attempts=settings.emit_attempts,
-            backoff=settings.emit_backoff_seconds,
-        )
-        ctx = Context(
-            self.name,
-            settings,
-            emitter,
-            executor,
-            mongo=_mongo_client(self.name, settings) if self.uses_mongo else None,
-            minio=_minio_client(settings) if self.uses_minio else None,
-        )
-        self.context = ctx
-        if self._api is not None:
-            self._api.state.ctx = ctx
-        # Fresh per lifespan: an app served again in the same process starts over.
-        self._setup_done = asyncio.Event()
-        self._setup_error = "starting"
-        setup = asyncio.create_task(self._run_startup_hooks(ctx), name=f"{self.name}-setup")
-        try:
-            yield
-        finally:
-            # uvicorn has drained in-flight requests by now (SIGTERM -> stop accepting -> wait).
-            setup.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await setup
-            for hook in self._shutdown:
-                try:
-                    await hook(ctx)
-                except Exception:
-                    log.exception("shutdown hook failed", extra={"hook": hook.__name__})
-            await emitter.aclose()
-            if ctx.mongo is not None:
-                await ctx.mongo.close()
-            executor.shutdown(wait=True)
-            log.info("stopped")
+        async with open_context(
+            self.name, settings, mongo=self.uses_mongo, minio=self.uses_minio
+        ) as ctx:
+            self.context = ctx
+            if self._api is not None:
+                self._api.state.ctx = ctx
+            # Fresh per lifespan: an app served again in the same process starts over.
+            self._setup_done = asyncio.Event()
+            self._setup_error = "starting"
+            setup = asyncio.create_task(self._run_startup_hooks(ctx), name=f"{self.name}-setup")
+            try:
+                yield
+            finally:
+                # uvicorn has drained in-flight requests by now (SIGTERM -> stop accepting ->
+                # wait); the hooks run before open_context closes the clients.
+                setup.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await setup
+                for hook in self._shutdown:
+                    try:
+                        await hook(ctx)
+                    except Exception:
+                        log.exception("shutdown hook failed", extra={"hook": hook.__name__})
+        log.info("stopped")
 
     async def _run_startup_hooks(self, ctx: Context[S]) -> None:
         """Start-up work that needs dependencies; retried, so a function can start before them."""
@@ -564,40 +536,6 @@ async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], bod
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-def _mongo_client(name: str, settings: FunctionSettings) -> AsyncMongoClient[dict[str, Any]]:
-    from pymongo import AsyncMongoClient
-
-    timeout_ms = int(settings.mongo_timeout_seconds * 1000)
-    return AsyncMongoClient(
-        settings.mongo_url.get_secret_value(),
-        appname=name,
-        tz_aware=True,
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=min(timeout_ms, 2000),
-    )
-
-
-def _minio_client(settings: FunctionSettings) -> Minio:
-    import urllib3
-    from minio import Minio
-
-    # Short connect timeout and few retries: a dead MinIO must become a 503 quickly, and the
-    # broker retries the event anyway. Pool size matches the threads that use it.
-    http = urllib3.PoolManager(
-        maxsize=settings.blocking_workers,
-        timeout=urllib3.Timeout(connect=2.0, read=30.0),
-        retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
-    )
-    return Minio(
-        settings.minio_endpoint,
-        access_key=settings.minio_access_key,
-        secret_key=settings.minio_secret_key.get_secret_value(),
-        secure=settings.minio_secure,
-        region=settings.minio_region,
-        http_client=http,
-    )
 
 
 __all__ = ["ErrorResponse", "Function"]
