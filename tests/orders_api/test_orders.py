@@ -48,6 +48,7 @@ async def test_a_placed_order_is_pending_and_announced_once(api: Api, sink: Even
     assert data["customer"] == ORDER["customer"]
     assert data["payment_token"] == "tok_approve"
     stored = await api.store.orders.find_one({"_id": placed["id"]})
+    assert stored is not None
     assert stored["outbox"] == []  # sent, then popped
 
 
@@ -57,6 +58,7 @@ async def test_with_the_broker_down_the_order_is_stored_and_its_event_waits(
     placed = await place(api)
     await api.store.relay.flush()
     stored = await api.store.orders.find_one({"_id": placed["id"]})
+    assert stored is not None
     assert [e["type"] for e in stored["outbox"]] == [PLACED]
     assert await api.store.relay.sweep() is False
 
