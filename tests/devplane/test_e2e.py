@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.devplane.conftest import (
+from tests.devplane.plane import (
     DOOMED,
     FLAKY,
     NOBODY,
