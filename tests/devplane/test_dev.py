@@ -119,7 +119,12 @@ def test_make_dev_starts_devplane_and_installed_functions_and_ctrl_c_stops_them(
         assert launcher.wait(30) == 0
     finally:
         if launcher.poll() is None:
-            launcher.kill()
+            # Ctrl-C, so that it stops what it started even when the test failed half way.
+            launcher.send_signal(signal.SIGINT)
+            try:
+                launcher.wait(60)
+            except subprocess.TimeoutExpired:
+                launcher.kill()
     output = "".join(seen) + "".join(iter_queue(lines))
     assert "ghost: ghost_fn.main:app is not installed (yet), not started" in output
     assert not port_open(devplane_port)
