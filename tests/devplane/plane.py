@@ -30,6 +30,7 @@ DOOMED = "io.knative-playbook.test.doomed.v1"
 REPLIED = "io.knative-playbook.test.replied.v1"
 PATIENT = "io.knative-playbook.test.patient.v1"
 NOBODY = "io.knative-playbook.test.nobody.v1"
+SLOW = "io.knative-playbook.test.slow.v1"
 
 # The cron job proves it ran with the environment a cluster would give it.
 TICK_JOB = textwrap.dedent("""
@@ -84,6 +85,11 @@ def routing_values(urls: dict[str, str]) -> str:
                             },
                         },
                         {"name": "doomed", "filter": {"attributes": {"type": DOOMED}}},
+                        {
+                            "name": "slow",
+                            "filter": {"attributes": {"type": SLOW}},
+                            "delivery": {"timeout": "PT0.5S"},
+                        },
                     ],
                 },
                 "beta": {

@@ -1,13 +1,15 @@
 """A scriptable subscriber for devplane's end-to-end tests: records every attempt in MongoDB.
 
 The event's data drives it: `script` lists the status of each attempt in turn (then 2xx),
-`always` fails every attempt with that status, `reply` ({type, data, extensions}) answers
+`always` fails every attempt with that status, `sleep` lists seconds to stall each attempt
+before answering, `reply` ({type, data, extensions}) answers
 with a reply event. Each attempt is a document in `attempts` (subscriber, event id, attempt
 number, status, time, attributes), so tests can count attempts and measure backoff.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +46,9 @@ async def record(event: CloudEvent, ctx: Context[Settings]) -> CloudEvent | None
             "attributes": {name: str(value) for name, value in event.get_attributes().items()},
         }
     )
+    stalls = script.get("sleep", [])
+    if attempt <= len(stalls):
+        await asyncio.sleep(stalls[attempt - 1])
     if status >= 300:
         failure = ScriptedFailure(f"scripted failure {status} on attempt {attempt}")
         failure.status = status

@@ -20,6 +20,7 @@ from tests.devplane.plane import (
     PATIENT,
     PING,
     REPLIED,
+    SLOW,
     Plane,
     wait_for,
 )
@@ -137,6 +138,14 @@ async def test_always_failing_goes_to_the_dead_letter_sink_with_knative_error_at
     assert attributes["knativeerrorcode"] == "500"
     body = json.loads(base64.b64decode(attributes["knativeerrordata"]))
     assert body["error"]["message"] == "scripted failure 500 on attempt 3"
+
+
+async def test_an_attempt_longer_than_the_trigger_timeout_is_retried(plane: Plane) -> None:
+    event_id = (await plane.post(SLOW, {"sleep": [3]})).json()["id"]
+
+    record = await plane.settled(event_id)
+    assert outcomes(record) == {"alpha": ("delivered", 2)}
+    assert len(await plane.attempts("alpha", event_id)) == 2
 
 
 async def test_a_non_retryable_4xx_is_dead_lettered_at_once(plane: Plane) -> None:
