@@ -1,0 +1,108 @@
+"""order-steps fixtures: the app in-process on the real MongoDB server, products in
+products-api's document shape, and orders as the workflow sends them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from bson import ObjectId
+from devplane.servers import MongoServer
+from fnkit import Function
+from order_steps.config import Settings
+from order_steps.main import create_app
+
+from tests.products_api.helpers import EventSink, wait_for
+
+
+class Steps:
+    """The app under test, its client and its database."""
+
+    def __init__(self, fn: Function[Settings], client: httpx.AsyncClient, db: Any) -> None:
+        self.fn = fn
+        self.client = client
+        self.db = db
+
+    async def call(self, step: str, body: dict[str, Any]) -> httpx.Response:
+        return await self.client.post(f"/steps/{step}", json=body)
+
+    async def ok(self, step: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self.call(step, body)
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    async def stock(self, sku: str) -> int:
+        product = await self.db["products"].find_one({"sku": sku})
+        return int(product["stock"])
+
+
+async def add_product(
+    db: Any, sku: str, *, stock: int, price_minor: int = 1000, currency: str = "EUR"
+) -> dict[str, Any]:
+    """A product as products-api stores it."""
+    now = datetime.now(UTC)
+    doc = {
+        "_id": ObjectId(),
+        "sku": sku,
+        "name": f"Product {sku}",
+        "description": "",
+        "price_minor": price_minor,
+        "currency": currency,
+        "stock": stock,
+        "tags": [],
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+        "outbox": [],
+    }
+    await db["products"].insert_one(doc)
+    return doc
+
+
+def placed(*lines: tuple[str, int], pay_with: str = "tok_approve") -> dict[str, Any]:
+    """An order as order.placed carries it (the workflow's `order` parameter)."""
+    return {
+        "order_id": str(ObjectId()),
+        "customer": {"name": "Ada Lovelace", "email": "ada@example.com"},
+        "lines": [{"sku": sku, "quantity": quantity} for sku, quantity in lines],
+        "payment_token": pay_with,
+        "placed_at": "2026-01-01T00:00:00Z",
+    }
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[EventSink]:
+    server = EventSink()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def steps(
+    mongo_server: MongoServer, mongo_db_name: str, mongo_db: Any, sink: EventSink
+) -> AsyncIterator[Steps]:
+    settings = Settings(
+        environment="dev",
+        mongo_url=mongo_server.url,
+        mongo_db=mongo_db_name,
+        mongo_timeout_seconds=1.0,
+        k_sink=sink.url,
+        emit_attempts=1,
+        outbox_sweep_interval_seconds=3600,
+        outbox_grace_seconds=0,
+    )
+    fn = create_app(settings)
+    async with fn.api.router.lifespan_context(fn.api):
+        transport = httpx.ASGITransport(app=fn, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://steps") as client:
+            await wait_for(lambda: _ready(client), "order-steps to become ready")
+            yield Steps(fn, client, mongo_db)
+
+
+async def _ready(client: httpx.AsyncClient) -> bool:
+    return (await client.get("/health/readiness")).status_code == 200
