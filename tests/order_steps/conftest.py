@@ -87,14 +87,16 @@ async def steps(
     mongo_server: MongoServer, mongo_db_name: str, mongo_db: Any, sink: EventSink
 ) -> AsyncIterator[Steps]:
     settings = Settings(
-        environment="dev",
-        mongo_url=mongo_server.url,
-        mongo_db=mongo_db_name,
-        mongo_timeout_seconds=1.0,
-        k_sink=sink.url,
-        emit_attempts=1,
-        outbox_sweep_interval_seconds=3600,
-        outbox_grace_seconds=0,
+        **{
+            "environment": "dev",
+            "mongo_url": mongo_server.url,
+            "mongo_db": mongo_db_name,
+            "mongo_timeout_seconds": 1.0,
+            "k_sink": sink.url,
+            "emit_attempts": 1,
+            "outbox_sweep_interval_seconds": 3600,
+            "outbox_grace_seconds": 0,
+        }
     )
     fn = create_app(settings)
     async with fn.api.router.lifespan_context(fn.api):
