@@ -256,3 +256,25 @@ async def test_the_latest_record_of_an_upload_can_be_looked_up(
     }
     assert datetime.fromisoformat(body["expires_at"]) > datetime.fromisoformat(body["processed_at"])
     assert missing.status_code == 404
+
+
+async def test_the_same_bytes_uploaded_after_cleanup_are_processed_again(
+    processor: Served, buckets: Buckets, mongo_db: Any
+) -> None:
+    record = buckets.upload("again.jpg", by_name("baseline-jpeg").data)
+    await deliver(processor, record)
+    # What the cleanup job does when the record expires: renditions and record go.
+    for key in buckets.processed_keys():
+        buckets.minio.remove_object(buckets.processed, key)
+    await mongo_db["images"].delete_many({})
+    reuploaded = buckets.upload("again.jpg", by_name("baseline-jpeg").data)
+
+    status, reply, _ = await deliver(processor, reuploaded)
+
+    assert reuploaded["s3"]["object"]["eTag"] == record["s3"]["object"]["eTag"]
+    assert (status, reply.get_type()) == (200, PROCESSED)  # type: ignore[union-attr]
+    assert buckets.processed_keys() == [
+        "processed/again/medium.webp",
+        "processed/again/thumbnail.webp",
+    ]
+    assert await mongo_db["images"].count_documents({"status": "processed"}) == 1

@@ -148,17 +148,20 @@ def render(data: bytes, pipeline: Pipeline) -> tuple[SourceInfo, list[Rendered]]
         image.draft(None, first)  # shrink-on-load: decode at 1/2, 1/4 or 1/8 scale
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # whatever a decoder raises on malformed data, it stays malformed
         message = str(exc)
         truncated = "truncated" in message.lower() or isinstance(exc, EOFError)
         raise ImageRejected(
             "truncated" if truncated else "corrupt",
-            f"cannot decode the {source_format} data: {message}",
+            f"cannot decode the {source_format} data: {message or type(exc).__name__}",
         ) from None
     orientation = _orientation(image)
     info = SourceInfo(source_format, width, height, image.mode, orientation, animated)
     icc = image.info.get("icc_profile") if image.mode in ("RGB", "RGBA") else None
     current, alpha = _normalised(image)
+    del image  # the full-size decode goes as soon as the first resize no longer needs it
     oriented = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
     results = []
     for index, spec in enumerate(specs):
@@ -177,8 +180,11 @@ def _open(data: bytes, pipeline: Pipeline) -> Image.Image:
         return Image.open(io.BytesIO(data), formats=list(pipeline.accepted_formats))
     except UnidentifiedImageError:
         pass
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageRejected("corrupt", f"cannot read the image header: {exc}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # a recognised but malformed header
+        detail = str(exc) or type(exc).__name__
+        raise ImageRejected("corrupt", f"cannot read the image header: {detail}") from None
     if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
         raise ImageRejected("unsupported_format", "HEIF/HEIC images are not supported")
     try:
@@ -226,7 +232,9 @@ def _normalised(image: Image.Image) -> tuple[Image.Image, bool]:
         mode = "L"
     if mode in ("RGB", "L"):
         return image, False
-    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and image.has_transparency_data):
+    if mode in ("RGBA", "RGBa"):
+        return image.convert("RGBa"), True
+    if mode in ("LA", "PA", "La") or (mode == "P" and image.has_transparency_data):
         return image.convert("RGBA").convert("RGBa"), True
     try:
         return image.convert("RGB"), False

@@ -10,7 +10,8 @@ Outcomes, and what the broker makes of them:
 - MinIO or MongoDB unreachable -> 503, and the broker retries.
 
 Work is done once per (bucket, key, ETag): a redelivery, or the same bytes uploaded again
-under the same key, gets the first reply without running again.
+under the same key, gets the first reply without running again, for as long as the record
+of the first run exists (the cleanup job removes it with the renditions when it expires).
 """
 
 from __future__ import annotations
@@ -96,9 +97,15 @@ class ImageProcessor:
             )
         identity = f"image\x1f{upload.bucket}\x1f{upload.key}\x1f{upload.etag}"
         reply, ran = await ctx.once(identity, lambda: self._process(upload, event, ctx))
-        if not ran:
+        if ran:
+            return reply
+        images = ctx.db[settings.images_collection]
+        if await records.exists(images, upload.bucket, upload.key, upload.etag):
             UPLOADS.labels("duplicate").inc()
-        return reply
+            return reply
+        # Handled before, but its record has expired and been cleaned up since (or was never
+        # kept): the same bytes uploaded again deserve renditions again.
+        return await self._process(upload, event, ctx)
 
     async def _process(
         self, upload: ObjectCreated, event: CloudEvent, ctx: Context[Settings]

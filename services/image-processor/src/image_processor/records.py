@@ -49,6 +49,11 @@ async def save(images: AsyncCollection[Document], document: Document) -> None:
         )
 
 
+async def exists(images: AsyncCollection[Document], bucket: str, key: str, etag: str) -> bool:
+    found = await images.find_one({"bucket": bucket, "key": key, "etag": etag}, {"_id": True})
+    return found is not None
+
+
 async def latest(images: AsyncCollection[Document], bucket: str, key: str) -> Document | None:
     """The most recent document of an upload, without Mongo's `_id`."""
     return await images.find_one(
