@@ -86,8 +86,8 @@ async def sink() -> AsyncIterator[EventSink]:
 async def steps(
     mongo_server: MongoServer, mongo_db_name: str, mongo_db: Any, sink: EventSink
 ) -> AsyncIterator[Steps]:
-    settings = Settings(
-        **{
+    settings = Settings.model_validate(
+        {
             "environment": "dev",
             "mongo_url": mongo_server.url,
             "mongo_db": mongo_db_name,
