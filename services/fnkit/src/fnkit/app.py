@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from minio import Minio
 
+    from fnkit.otel import InvocationTracer
+
 S = TypeVar("S", bound=FunctionSettings)
 Handler = Callable[[CloudEvent, Context[Any]], Awaitable[CloudEvent | None]]
 Hook = Callable[[Context[Any]], Awaitable[None]]
@@ -94,6 +96,7 @@ class Function(Generic[S]):
         self._setup_error = "starting"
         self.metrics = InvocationMetrics(name)
         self.context: Context[S] | None = None
+        self._tracer: InvocationTracer | None = None  # set in the lifespan when tracing is on
         self._api: FastAPI | None = None
         self._description = description
         self._version = version
@@ -199,6 +202,16 @@ class Function(Generic[S]):
         elif scope["type"] == "lifespan" and self._api is None:
             await self._serve_lifespan(receive, send)
             return
+        # A REST request's traceparent (a client's, or another function's) becomes the current
+        # trace, so that events its route emits continue it.
+        trace_token = None
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"traceparent":
+                    incoming = TraceContext.parse(value.decode("latin-1"))
+                    if incoming is not None:
+                        trace_token = current_trace.set(incoming)
+                    break
         try:
             await self.api(scope, receive, send)
         except Exception as exc:
@@ -208,6 +221,9 @@ class Function(Generic[S]):
             # here, once; an expected one (a database outage's 503) was logged as a warning.
             if error_response(exc).status == 500:
                 log.error("route crashed", exc_info=exc, extra={"path": scope["path"]})
+        finally:
+            if trace_token is not None:
+                current_trace.reset(trace_token)
 
     async def _invoke(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -226,10 +242,14 @@ class Function(Generic[S]):
                 extra={"outcome": "rejected", "status": problem.status, "error": problem.message},
             )
             return
-        trace = (
-            TraceContext.parse(event.get_extension("traceparent") or headers.get("traceparent"))
-            or TraceContext.new_root()
+        incoming = TraceContext.parse(
+            event.get_extension("traceparent") or headers.get("traceparent")
         )
+        tracer, span = self._tracer, None
+        if tracer is None:
+            trace = incoming or TraceContext.new_root()
+        else:
+            span, trace = tracer.start(event, incoming)
         trace_token = current_trace.set(trace)
         message_token = current_message.set(ReceivedMessage(headers, body))
         event_type = event.get_type()
@@ -289,6 +309,9 @@ class Function(Generic[S]):
                 fields["error"] = problem_message
             level = logging.WARNING if status >= 500 else logging.INFO
             log_fields(log, level, "invocation", fields)
+            if span is not None:
+                assert tracer is not None
+                tracer.end(span, outcome, status, problem_message)
             current_trace.reset(trace_token)
             current_message.reset(message_token)
 
@@ -338,6 +361,10 @@ class Function(Generic[S]):
             self.context = ctx
             if self._api is not None:
                 self._api.state.ctx = ctx
+            if settings.tracing:
+                from fnkit import otel
+
+                self._tracer = otel.setup(self.name, self._version)
             # Fresh per lifespan: an app served again in the same process starts over.
             self._setup_done = asyncio.Event()
             self._setup_error = "starting"
@@ -355,6 +382,9 @@ class Function(Generic[S]):
                         await hook(ctx)
                     except Exception:
                         log.exception("shutdown hook failed", extra={"hook": hook.__name__})
+        if self._tracer is not None:
+            await asyncio.to_thread(self._tracer.shutdown)
+            self._tracer = None
         log.info("stopped")
 
     async def _run_startup_hooks(self, ctx: Context[S]) -> None:

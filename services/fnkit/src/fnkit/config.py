@@ -61,6 +61,16 @@ class FunctionSettings(BaseSettings):
         default=0.1, ge=0, description="First retry delay; doubles."
     )
 
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector (e.g. http://otel-collector:4318): invocation spans "
+        "are exported there; needs fnkit[otel]. The other OTEL_* variables apply as usual.",
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None, description="The traces endpoint itself, instead of the one above."
+    )
+    otel_sdk_disabled: bool = Field(default=False, description="True: no tracing at all.")
+
     idempotency_lease_seconds: float = Field(
         default=120.0,
         gt=0,
@@ -80,3 +90,9 @@ class FunctionSettings(BaseSettings):
             if any(f":{p}@" in url for p in PLACEHOLDER_SECRETS if p):
                 found.append("MONGO_URL")
         return found
+
+    @property
+    def tracing(self) -> bool:
+        """Whether invocation spans are exported."""
+        endpoint = self.otel_exporter_otlp_traces_endpoint or self.otel_exporter_otlp_endpoint
+        return bool(endpoint) and not self.otel_sdk_disabled

@@ -3,6 +3,8 @@
 An incoming event's `traceparent` (the CloudEvents distributed-tracing extension, or the
 HTTP header) becomes the current trace; events emitted or replied while handling it carry
 the same trace id with a new span id, so one id follows a request across every function.
+With OpenTelemetry on (fnkit.otel), the current trace is the invocation's own span: emitted
+events carry exactly its context, so that the next function's span is its child.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class TraceContext:
     trace_id: str
     span_id: str
     flags: str = "01"
+    local: bool = False  # this process's own span (OpenTelemetry's), not the caller's
 
     @classmethod
     def parse(cls, traceparent: str | None) -> TraceContext | None:
@@ -40,6 +43,10 @@ class TraceContext:
     def child(self) -> TraceContext:
         return TraceContext(self.trace_id, os.urandom(8).hex(), self.flags)
 
+    def outgoing(self) -> TraceContext:
+        """The context an event leaving this span carries: the span itself, if it is ours."""
+        return self if self.local else self.child()
+
     @property
     def traceparent(self) -> str:
         return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
@@ -51,4 +58,4 @@ current_trace: ContextVar[TraceContext | None] = ContextVar("fnkit_current_trace
 def outgoing_traceparent() -> str:
     """The traceparent for an event leaving this invocation (a new root outside one)."""
     parent = current_trace.get()
-    return (parent.child() if parent else TraceContext.new_root()).traceparent
+    return (parent.outgoing() if parent else TraceContext.new_root()).traceparent
