@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from devplane.httpclient import ConnectError, HttpClient, ProtocolError, header_lines
 from devplane.servers import free_port
+from fnkit.httpclient import ConnectError, HttpClient, ProtocolError, header_lines
 
 pytestmark = pytest.mark.unit
 

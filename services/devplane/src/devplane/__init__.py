@@ -2,7 +2,6 @@
 
 - `config`: routing read from the chart's values (Triggers, delivery, CronJobs), validated.
 - `broker`: ingress, per-subscriber queues, Knative delivery semantics, replies, dead letters.
-- `httpclient`: the pooled HTTP/1.1 client deliveries go through.
 - `eventlog`: the bounded log behind `GET /events`.
 - `cron`, `scheduler`: CronJob schedules and their runs.
 - `knobs`: fault injection for tests.

@@ -31,11 +31,11 @@ from typing import Any, Final
 
 from fnkit.errors import FunctionError, Unavailable
 from fnkit.events import CloudEvent, EncodedEvent, encode_binary, parse_event
+from fnkit.httpclient import HttpClient, HttpError, Response, header_lines
 
 from devplane import metrics
 from devplane.config import Trigger
 from devplane.eventlog import DeliveryRecord, EventLog, EventRecord, Outcome, touch
-from devplane.httpclient import HttpClient, HttpError, Response, header_lines
 from devplane.knobs import Knobs
 
 log = logging.getLogger("devplane.broker")

@@ -1,10 +1,11 @@
-"""A small pooled HTTP/1.1 client for the delivery hot path.
+"""A small pooled HTTP/1.1 client for the event hot path: emits and devplane's deliveries.
 
-Every event crosses it at least twice in the fan-out pattern (to the subscriber, and its
-reply's delivery), so it is built for that one job: POST bytes, read the status, headers and
-body, keep the connection alive. Responses are parsed by httptools (the C parser uvicorn
-uses); measured on the project's machines it costs about a tenth of the CPU of an httpx
-request, which is what lets one devplane process deliver thousands of events a second.
+In the fan-out pattern every item crosses it several times (the emit, the delivery to the
+subscriber, its reply's delivery), so it is built for that one job: POST bytes, read the
+status, headers and body, keep the connection alive. Responses are parsed by httptools (the
+C parser uvicorn uses); measured on the project's machines it costs about a tenth of the CPU
+of an httpx request, which is what lets one devplane process deliver thousands of events a
+second.
 
 Connections are kept per origin and reused; a request on a reused connection that the server
 closed before answering (an idle keep-alive timing out) is sent once more on a new one. A
