@@ -35,19 +35,31 @@ def render() -> Path | None:
         column += 1
         entries = runtime["targets"]
         labels = [e["label"] for e in entries.values()]
-        rps = [[s["rps"] for s in e["samples"]] for e in entries.values()]
-        mids = [median(r) for r in rps]
-        errors = [
-            [m - min(r) for m, r in zip(mids, rps, strict=True)],
-            [max(r) - m for m, r in zip(mids, rps, strict=True)],
+        rps = [median([s["rps"] for s in e["samples"]]) for e in entries.values()]
+        per_cpu = [
+            median([s["rps"] / s["server_cpu"] for s in e["samples"] if s["server_cpu"]])
+            for e in entries.values()
         ]
+        rows = range(len(labels))
         colors = [_FNKIT if k == "fnkit" else _OTHER for k in entries]
-        bars = ax.barh(labels, mids, xerr=errors, color=colors, capsize=3)
-        ax.bar_label(bars, labels=[f"{m:,.0f}" for m in mids], padding=6, fontsize=8)
+        ax.barh(
+            [r - 0.2 for r in rows],
+            rps,
+            height=0.38,
+            color=colors,
+            alpha=0.55,
+            label="req/s (median)",
+        )
+        bars = ax.barh(
+            [r + 0.2 for r in rows], per_cpu, height=0.38, color=colors, label="req per CPU-second"
+        )
+        ax.bar_label(bars, labels=[f"{v:,.0f}" for v in per_cpu], padding=6, fontsize=8)
+        ax.set_yticks(list(rows), labels)
         ax.invert_yaxis()
-        ax.set_xlabel("requests/s, one core (median, min-max)")
+        ax.legend(loc="upper right", fontsize=8)
+        ax.set_xlabel("one server core (light: req/s; dark: req per CPU-second)")
         ax.set_title(f"Echo CloudEvent throughput, {runtime['params']['connections']} connections")
-        ax.set_xlim(0, max(max(r) for r in rps) * 1.25)
+        ax.set_xlim(0, max(per_cpu + rps) * 1.25)
     if coldstart:
         ax = axes[0][column]
         entries = coldstart["targets"]

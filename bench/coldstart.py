@@ -233,7 +233,8 @@ def write_markdown(payload: dict[str, Any]) -> None:
         "`answered` is the status of the first answer; any status below 500 counts, and a "
         "function answers 503 until its clients are made and its start-up hooks have run. The "
         "probe's type is one no service subscribes to, so a service answers as its contract "
-        "says for that (400: no handler); the echo functions answer 200.",
+        "says for that (400: no handler), or 2xx if it takes every type (dead-letter); the "
+        "echo functions answer 200.",
         "",
         "Targets:",
         "",

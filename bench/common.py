@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -41,6 +41,10 @@ EVENT_HEADERS = {
 }
 
 
+# Read before anything pins this process (pin_self), so that every benchmark sees them all.
+_CORES: Final = sorted(os.sched_getaffinity(0))
+
+
 @dataclass(frozen=True)
 class Cores:
     """Where the server runs and where the load generator (and this script) run."""
@@ -50,7 +54,7 @@ class Cores:
 
     @classmethod
     def pick(cls) -> Cores:
-        cores = sorted(os.sched_getaffinity(0))
+        cores = _CORES
         if len(cores) < 2:
             return cls(None, None)
         return cls(cores[0], cores[1])
