@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,16 +26,18 @@ QUICK = {
 }
 
 
-def benchmarks() -> dict[str, Callable[[list[str]], None]]:
-    found = {}
-    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        if module.ispkg or module.name in NOT_BENCHMARKS:
-            continue
-        main = getattr(importlib.import_module(f"bench.{module.name}"), "main", None)
-        if callable(main):
-            found[module.name] = main
-    order = [n for n in FIRST if n in found] + sorted(n for n in found if n not in FIRST)
-    return {name: found[name] for name in order}
+def benchmarks() -> list[str]:
+    names = [
+        m.name
+        for m in pkgutil.iter_modules([str(Path(__file__).parent)])
+        if not m.ispkg and m.name not in NOT_BENCHMARKS
+    ]
+    return [n for n in FIRST if n in names] + sorted(n for n in names if n not in FIRST)
+
+
+def load(name: str) -> Callable[[list[str]], None] | None:
+    main = getattr(importlib.import_module(f"bench.{name}"), "main", None)
+    return main if callable(main) else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,12 +54,23 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(args.names) - set(available)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    failed = []
     for name in args.names or available:
+        # One broken benchmark must not cost the others' figures: report it at the end.
+        try:
+            run = load(name)
+        except Exception as exc:
+            failed.append(f"bench.{name}: {type(exc).__name__}: {exc}")
+            continue
+        if run is None:
+            continue
         print(f"== bench.{name}", flush=True)
-        available[name](QUICK.get(name, []) if args.quick else [])
+        run(QUICK.get(name, []) if args.quick else [])
     path = chart.render()
     written = sorted(p.name for p in RESULTS.glob("*.md"))
     print(f"results: {', '.join(written)}" + (f"; chart: {path.name}" if path else ""))
+    if failed:
+        sys.exit("could not load:\n" + "\n".join(failed))
 
 
 if __name__ == "__main__":
