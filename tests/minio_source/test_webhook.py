@@ -145,9 +145,13 @@ async def test_malformed_and_oversized_bodies_get_a_precise_4xx(
 ) -> None:
     broken = await post(webhook, b"{not json")
     huge = await post(webhook, b"[" + b" " * (2 << 20) + b"]")
+    form = await webhook.client.post(
+        "/minio/webhook", content=b"a=b", headers={**AUTH, "content-type": "text/plain"}
+    )
 
     assert (broken.status_code, broken.json()["error"]["code"]) == (400, "bad_notification")
     assert (huge.status_code, huge.json()["error"]["code"]) == (413, "payload_too_large")
+    assert (form.status_code, form.json()["error"]["code"]) == (415, "unsupported_media_type")
     assert sink.requests == []
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
-from fnkit import ContextDep, PayloadTooLarge
+from fnkit import ContextDep, PayloadTooLarge, UnsupportedMediaType
 from pydantic import BaseModel
 
 from minio_source.forward import forward
@@ -36,6 +36,8 @@ async def probe() -> Response:
     responses={
         401: {"description": "No valid bearer token."},
         400: {"description": "Not a MinIO notification."},
+        413: {"description": "Larger than MAX_EVENT_BYTES."},
+        415: {"description": "Not JSON."},
         503: {"description": "The broker did not accept an event; MinIO keeps it and retries."},
     },
 )
@@ -43,8 +45,11 @@ async def receive(
     request: Request,
     ctx: ContextDep,
     authorization: Annotated[str | None, Header()] = None,
+    content_type: Annotated[str, Header()] = "application/json",
 ) -> Accepted:
     check_bearer(authorization, ctx.settings.webhook_auth_token.get_secret_value())
+    if content_type.split(";", 1)[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType(f"MinIO posts application/json, not {content_type!r}")
     body = await _body(request, ctx.settings.max_event_bytes)
     ids = await forward(ctx, parse_notification(body))
     return Accepted(accepted=len(ids), ids=ids)
