@@ -4,7 +4,7 @@ Serve with `fnkit-serve devplane.main:app --port 8100`. `POST /` is the broker's
 handled here in plain ASGI on fnkit's CloudEvent parsing (as every function's `POST /` is):
 202 once every matching Trigger has its copy queued, 4xx for what is not a CloudEvent, 503
 when a subscriber's queue is full. Everything else is the fnkit Function: `/events`,
-`/triggers`, `/cron`, `/knobs`, health, `/metrics` and `/docs`.
+`/triggers`, `/cron`, `/knobs`, `/workflows`, health, `/metrics` and `/docs`.
 """
 
 from __future__ import annotations
@@ -22,11 +22,14 @@ from fnkit.events import parse_event
 
 from devplane.api import router
 from devplane.broker import Broker, binary_message
-from devplane.config import PlaneConfig, load_config
+from devplane.config import PlaneConfig, load_config, load_values
 from devplane.eventlog import EventLog
 from devplane.knobs import Knobs
 from devplane.scheduler import CronRunner
 from devplane.settings import DevplaneSettings
+from devplane.workflow_api import router as workflow_router
+from devplane.workflow_spec import load_templates
+from devplane.workflows import WorkflowRunner, function_urls
 
 log = logging.getLogger("devplane")
 
@@ -46,6 +49,7 @@ class Plane:
     events: EventLog
     broker: Broker
     cron: CronRunner
+    workflows: WorkflowRunner
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -63,8 +67,21 @@ def build_plane(settings: DevplaneSettings) -> Plane:
         workers=settings.devplane_workers,
         default_timeout=settings.devplane_default_timeout_seconds,
     )
+    # The same WorkflowTemplates the chart installs; a template using an Argo feature
+    # devplane does not run fails here (WorkflowError), like a routing mistake.
+    workflows = WorkflowRunner(
+        load_templates(settings.workflows_folder()),
+        function_urls(load_values(settings.values_files()), settings.devplane_subscriber_url),
+        history=settings.devplane_workflow_history,
+    )
     return Plane(
-        settings, config, knobs, events, broker, CronRunner(config.cron_jobs, settings.job_env())
+        settings,
+        config,
+        knobs,
+        events,
+        broker,
+        CronRunner(config.cron_jobs, settings.job_env()),
+        workflows,
     )
 
 
@@ -78,14 +95,16 @@ class DevplaneApp:
             "devplane",
             settings_class=DevplaneSettings,
             settings=settings,
-            description="Local Knative Broker, Triggers and CronJobs for make dev, compose "
-            "and tests.",
+            description="Local Knative Broker, Triggers, CronJobs and Argo workflow runner "
+            "for make dev, compose and tests.",
         )
         self.function.api.include_router(router(plane))
+        self.function.api.include_router(workflow_router(plane.workflows))
 
         @self.function.on_startup
         async def start_plane(ctx: Context[DevplaneSettings]) -> None:
             await plane.broker.start()
+            await plane.workflows.start()
             if settings.devplane_cron:
                 plane.cron.start()
             plane.ready.set()
@@ -96,12 +115,14 @@ class DevplaneApp:
                     "cron_jobs": sorted(
                         j.name for j in plane.config.cron_jobs.values() if j.enabled
                     ),
+                    "workflow_templates": sorted(plane.workflows.templates),
                 },
             )
 
         @self.function.on_shutdown
         async def stop_plane(ctx: Context[DevplaneSettings]) -> None:
             await plane.cron.stop()
+            await plane.workflows.stop()
             await plane.broker.stop(settings.devplane_drain_seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

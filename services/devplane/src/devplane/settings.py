@@ -54,11 +54,22 @@ class DevplaneSettings(FunctionSettings):
     devplane_delay_seconds: float = Field(
         default=0.0, ge=0, description="Knob: extra delay before every delivery attempt."
     )
+    devplane_workflows: Path | None = Field(
+        default=None,
+        description="The folder of WorkflowTemplates (*.yaml); the chart's `workflows` folder "
+        "(a symlink to the repository's workflows/) when unset.",
+    )
+    devplane_workflow_history: int = Field(
+        default=1_000, gt=0, description="Finished workflows kept for GET /workflows."
+    )
 
     def values_files(self) -> list[Path]:
         chart = self.devplane_chart_values or find_chart_values()
         extra = [Path(p.strip()) for p in self.devplane_extra_values.split(",") if p.strip()]
         return [chart, *extra]
+
+    def workflows_folder(self) -> Path:
+        return self.devplane_workflows or self.values_files()[0].parent / "workflows"
 
     def job_env(self) -> dict[str, str]:
         """What a CronJob's container gets on a cluster, pointing at the local servers."""
