@@ -2,8 +2,11 @@
 
 Starts MongoDB and MinIO (reusing either when its port is already taken), devplane on 8100,
 and every enabled function of the chart's values whose module is installed, each on its
-`localPort` with K_SINK pointing at devplane. Their logs are interleaved on stdout behind a
-coloured name; Ctrl-C stops the functions and devplane, then the servers it started.
+`localPort` with K_SINK pointing at devplane. When minio-source is installed, MinIO is started
+with minio-source's webhook as a notification target (as compose does) and minio-source's
+setup command creates the buckets and the uploads bucket's notification. Their logs are
+interleaved on stdout behind a coloured name; Ctrl-C stops the functions and devplane, then
+the servers it started.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, NoReturn
 
+from fnkit import FunctionSettings
+
 from devplane.config import ConfigError, FunctionSpec, find_chart_values, load_config
 from devplane.servers import (
     MINIO_ROOT_PASSWORD,
@@ -38,6 +43,8 @@ DEVPLANE_PORT = 8100
 MONGO_PORT = 27017
 MINIO_PORT = 9000
 STOP_SECONDS = 30.0  # fnkit-serve's graceful shutdown is 25 s
+MINIO_SOURCE = "minio-source"
+MINIO_SETUP_WAIT_SECONDS = 60
 _COLOURS = (36, 33, 35, 32, 34, 91, 92, 93, 94, 95, 96)
 
 
@@ -49,6 +56,7 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     prefix: str = ""
+    oneshot: bool = False
     process: subprocess.Popen[bytes] | None = None
     reported: bool = False
     _pump: threading.Thread | None = field(default=None, repr=False)
@@ -114,12 +122,84 @@ def _serve(module: str, port: int) -> list[str]:
     return [sys.executable, "-m", "fnkit.serve", module, "--host", "127.0.0.1", "--port", str(port)]
 
 
-def _server(kind: str, port: int, root: Path) -> ServerProcess | None:
+def _server(kind: str, port: int, root: Path, env: dict[str, str]) -> ServerProcess | None:
     """A MongoDB or MinIO server to start, or None when something already listens there."""
     if port_open(port):
         print(f"{kind}: something already listens on 127.0.0.1:{port}; using it", flush=True)
+        if env:
+            print(
+                f"{kind}: WARNING: a server not started here keeps its own configuration; "
+                f"{', '.join(sorted(env))} cannot be applied to it, so uploads reach "
+                "minio-source only if it was started with them",
+                flush=True,
+            )
         return None
-    return mongo_server(root, port) if kind == "mongodb" else minio_server(root, port)
+    return mongo_server(root, port) if kind == "mongodb" else minio_server(root, port, env)
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """minio-source as MinIO's webhook target: MinIO's variables and minio-source's own."""
+
+    minio_env: dict[str, str]
+    source_env: dict[str, str]
+
+
+def _env_name(settings: type[FunctionSettings], field_name: str) -> str:
+    """The environment variable of a settings field, failing loudly when the field is gone."""
+    if field_name not in settings.model_fields:
+        raise RuntimeError(f"{settings.__module__}.{settings.__name__} has no {field_name!r}")
+    return str(settings.model_config.get("env_prefix", "")) + field_name.upper()
+
+
+def _webhook(spec: FunctionSpec | None, root: Path) -> Webhook | None:
+    """MinIO's notification target for minio-source, when minio-source will run here."""
+    if spec is None or not spec.enabled or spec.local_port is None or not spec.module:
+        return None
+    if not _importable(spec.module):
+        return None
+    # Imported only here: minio-source is an optional member of the workspace.
+    from minio_source.config import Settings
+
+    # The variables a developer set (a token, a target id) win, as in compose's .env.
+    settings = Settings(environment="dev")
+    target = settings.notify_target_id
+    token = settings.webhook_auth_token.get_secret_value()
+    return Webhook(
+        minio_env={
+            f"MINIO_NOTIFY_WEBHOOK_ENABLE_{target}": "on",
+            f"MINIO_NOTIFY_WEBHOOK_ENDPOINT_{target}": (
+                f"http://127.0.0.1:{spec.local_port}/minio/webhook"
+            ),
+            f"MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_{target}": token,
+            # Notifications wait here while minio-source is down, and survive a restart.
+            f"MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_{target}": str(root / "minio-webhook-queue"),
+        },
+        source_env={
+            _env_name(Settings, "webhook_auth_token"): token,
+            _env_name(Settings, "notify_target_id"): target,
+        },
+    )
+
+
+def _minio_setup(webhook: Webhook, env: dict[str, str]) -> Child:
+    argv = [sys.executable, "-m", "minio_source.setup", "--wait", str(MINIO_SETUP_WAIT_SECONDS)]
+    return Child("minio-setup", argv, {**env, **webhook.source_env}, oneshot=True)
+
+
+def _report_exit(child: Child) -> None:
+    assert child.process is not None
+    code = child.process.returncode
+    if not child.oneshot:
+        print(f"{child.name}: exited with code {code}", flush=True)
+    elif code == 0:
+        print(f"{child.name}: done, buckets and the uploads notification are set", flush=True)
+    else:
+        print(
+            f"{child.name}: FAILED with code {code}; uploads will not reach minio-source "
+            "(see its lines above)",
+            flush=True,
+        )
 
 
 def _functions(specs: Sequence[FunctionSpec], only: set[str]) -> list[FunctionSpec]:
@@ -188,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         "MINIO_ACCESS_KEY": MINIO_ROOT_USER,
         "MINIO_SECRET_KEY": MINIO_ROOT_PASSWORD,
     }
-    children = [
+    wanted = not args.only or MINIO_SOURCE in args.only
+    webhook = _webhook(config.functions.get(MINIO_SOURCE), root) if wanted else None
+    children = [] if webhook is None else [_minio_setup(webhook, env)]
+    children.append(
         Child(
             "devplane",
             _serve("devplane.main:app", args.devplane_port),
@@ -200,10 +283,11 @@ def main(argv: list[str] | None = None) -> int:
                 "DEVPLANE_EXTRA_VALUES": ",".join(str(path) for path in values[1:]),
             },
         )
-    ]
+    )
     for spec in _functions(list(config.functions.values()), set(args.only)):
         assert spec.module is not None and spec.local_port is not None
-        children.append(Child(spec.name, _serve(spec.module, spec.local_port), env))
+        own = webhook.source_env if webhook is not None and spec.name == MINIO_SOURCE else {}
+        children.append(Child(spec.name, _serve(spec.module, spec.local_port), {**env, **own}))
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     for child, prefix in zip(children, _prefixes([c.name for c in children], colour), strict=True):
         child.prefix = prefix
@@ -212,18 +296,25 @@ def main(argv: list[str] | None = None) -> int:
     servers: list[ServerProcess] = []
     lock = threading.Lock()
     try:
-        for kind, port in (("mongodb", args.mongo_port), ("minio", args.minio_port)):
-            server = _server(kind, port, root)
+        minio_env = {} if webhook is None else webhook.minio_env
+        for kind, port, server_env in (
+            ("mongodb", args.mongo_port, {}),
+            ("minio", args.minio_port, minio_env),
+        ):
+            server = _server(kind, port, root, server_env)
             if server is not None:
                 server.start()
                 servers.append(server)
                 print(f"{kind}: ready on 127.0.0.1:{port} (log {server.log_path})", flush=True)
+        # The setup command goes first: it waits for MinIO while the functions start.
         for child in children:
             child.start(lock)
         port_of = {s.name: s.local_port for s in config.functions.values()}
+        served = [c for c in children if not c.oneshot]
         print(
             "started: "
-            + ", ".join(f"{c.name} :{port_of.get(c.name) or args.devplane_port}" for c in children)
+            + ", ".join(f"{c.name} :{port_of.get(c.name) or args.devplane_port}" for c in served)
+            + "".join(f", {c.name} (one-shot)" for c in children if c.oneshot)
             + "; Ctrl-C stops everything",
             flush=True,
         )
@@ -232,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             for child in children:
                 if child.process and child.process.poll() is not None and not child.reported:
                     child.reported = True
-                    print(f"{child.name}: exited with code {child.process.returncode}", flush=True)
+                    _report_exit(child)
     except ServerUnavailable as exc:
         print(f"devplane: {exc}", file=sys.stderr)
         return 1
