@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
-__all__ = ["insert_once", "is_duplicate_key", "now"]
+__all__ = ["insert_many_once", "insert_once", "is_duplicate_key", "now"]
 
 
 def is_duplicate_key(exc: OperationFailure) -> bool:
@@ -22,6 +22,10 @@ def is_duplicate_key(exc: OperationFailure) -> bool:
         or exc.code == 11000
         or "UNIQUE constraint failed" in str(exc)
     )
+
+
+def _duplicate_write_error(error: dict[str, Any]) -> bool:
+    return error.get("code") == 11000 or "UNIQUE constraint failed" in str(error.get("errmsg"))
 
 
 def now() -> datetime:
@@ -46,3 +50,30 @@ async def insert_once(
             return await insert_once(collection, doc)
         return earlier, False
     return doc, True
+
+
+async def insert_many_once(
+    collection: AsyncCollection[dict[str, Any]], docs: list[dict[str, Any]]
+) -> list[bool | OperationFailure]:
+    """Insert `docs` in one command, each unless its `_id` (or another unique key) is taken.
+
+    One outcome per document, in order: True where this call inserted it, False where it
+    existed, or the error of a document that failed otherwise (its neighbours are still
+    inserted: the command is unordered). An error of the whole command raises.
+    """
+    if not docs:
+        return []
+    try:
+        await collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        outcomes: list[bool | OperationFailure] = [True] * len(docs)
+        for error in exc.details.get("writeErrors", []):
+            index = error["index"]
+            if _duplicate_write_error(error):
+                outcomes[index] = False
+            else:
+                outcomes[index] = OperationFailure(
+                    error.get("errmsg", "write failed"), error.get("code"), error
+                )
+        return outcomes
+    return [True] * len(docs)
