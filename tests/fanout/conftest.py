@@ -128,11 +128,9 @@ class Plane:
 
     async def completions(self, job_id: str) -> list[dict[str, Any]]:
         """Every delivery of job.completed for the job that reached the subscriber."""
-        return (
-            await self.db["attempts"]
-            .find({"subscriber": "completions", "attributes.subject": job_id})
-            .to_list()
-        )
+        query = {"subscriber": "completions", "attributes.subject": job_id}
+        found: list[dict[str, Any]] = await self.db["attempts"].find(query).to_list()
+        return found
 
     async def metrics(self) -> dict[tuple[str, str, str], float]:
         """devplane's per-subscriber counts: (metric, subscriber, result or outcome) -> value."""
