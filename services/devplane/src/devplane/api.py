@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 class KnobsUpdate(BaseModel):
     """Knobs to change; the ones left out keep their value."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: `true` is not a ratio of 1.0, nor `1` a paused flag.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     duplicate_ratio: float | None = Field(default=None, ge=0, le=1)
     delay_seconds: float | None = Field(default=None, ge=0)

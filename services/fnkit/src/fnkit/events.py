@@ -149,6 +149,14 @@ def parse_event(headers: Mapping[str, str], body: bytes) -> CloudEvent:
             f"headers) or structured mode ({STRUCTURED}); got content-type {content_type!r}"
         )
     _check_attributes(attributes, "binary", "ce-")
+    # The binding percent-encodes anything outside printable ASCII; raw bytes (read here as
+    # latin-1) would otherwise become attribute values no sender meant.
+    raw = [name for name, value in attributes.items() if not value.isascii()]
+    if raw:
+        raise BadEvent(
+            f"header(s) {', '.join(raw)} hold raw non-ASCII bytes; CloudEvents attributes in "
+            "headers must be percent-encoded UTF-8"
+        )
     if content_type:
         attributes["content-type"] = content_type
     message = HTTPMessage(headers=attributes, body=body)
