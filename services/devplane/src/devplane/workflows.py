@@ -430,7 +430,11 @@ class WorkflowRunner:
         try:
             async with asyncio.timeout(call.timeout):
                 response = await self._client.request(
-                    call.method, url, headers=list(call.headers), content=call.body.encode()
+                    call.method,
+                    url,
+                    headers=list(call.headers),
+                    content=call.body.encode(),
+                    timeout=call.timeout,  # the template's timeoutSeconds, not httpx's 5 s
                 )
         except TimeoutError:
             attempt.phase, attempt.message = (

@@ -52,6 +52,7 @@ COLLECTION: Final = "fnkit_locks"
 _TAKEOVER: Final = "\x1ftakeover\x1f"
 _FIRST_POLL: Final = 0.005
 _MAX_POLL: Final = 0.1
+_RELEASE_ATTEMPTS: Final = 5
 _HOLDER: Final = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -190,14 +191,20 @@ class LeaseLock:
             await self._release(guard)
 
     async def _release(self, lease: Lease) -> None:
-        try:
-            await self.collection.delete_one({"_id": lease.key, "owner": lease.owner})
-        except Exception as exc:
-            # The key stays locked until its lease runs out; then a contender takes it over.
-            log.warning(
-                "lock release failed; the lease will expire",
-                extra={"key": lease.key, "error": f"{type(exc).__name__}: {exc}"},
-            )
+        for attempt in range(_RELEASE_ATTEMPTS):
+            try:
+                await self.collection.delete_one({"_id": lease.key, "owner": lease.owner})
+                return
+            except Exception as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+                # A busy server (FerretDB's SQLite answers SQLITE_BUSY under load) usually
+                # takes the delete a moment later; every try saves contenders the whole lease.
+                await asyncio.sleep(_FIRST_POLL * 2**attempt)
+        # The key stays locked until its lease runs out; then a contender takes it over.
+        log.warning(
+            "lock release failed; the lease will expire",
+            extra={"key": lease.key, "error": problem},
+        )
 
 
 def _aware(moment: datetime) -> datetime:

@@ -18,10 +18,10 @@ class Settings(FunctionSettings):
         description="How long a step or a product's stock stays locked by a holder that died.",
     )
     lock_wait_seconds: float = Field(
-        default=10.0,
+        default=20.0,
         gt=0,
         description="How long a step waits for a lock before answering 503 (the workflow "
-        "retries); keep it below the workflow's HTTP timeout.",
+        "retries); keep it below the workflow's HTTP timeout (30 s).",
     )
     outbox_sweep_interval_seconds: float = Field(
         default=30.0, gt=0, description="How often outcome events still pending are re-sent."
