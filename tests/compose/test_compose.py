@@ -234,6 +234,19 @@ def test_devplane_routes_to_the_compose_services() -> None:
     assert set(env) >= MONGO_ENV | MINIO_ENV
 
 
+def test_devplane_runs_the_workflows_the_chart_installs() -> None:
+    env = environment(SERVICES[DEVPLANE])
+    mounts = {
+        target: source
+        for source, _, target in (
+            v.removesuffix(":ro").partition(":") for v in SERVICES[DEVPLANE]["volumes"]
+        )
+    }
+    source = mounts.get(env["DEVPLANE_WORKFLOWS"])
+    assert source is not None, f"{env['DEVPLANE_WORKFLOWS']} is not mounted: {mounts}"
+    assert (ROOT / source).resolve() == (ROOT / "charts/knative-playbook/workflows").resolve()
+
+
 # -- health and start order ----------------------------------------------------------------
 
 
