@@ -15,12 +15,8 @@ import yaml
 from devplane.servers import FunctionProcess, MinioServer, MongoServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
-SECRETS = {
-    # Known values, so that tests can grep logs and answers for them.
-    "MINIO_SECRET_KEY_MARKER": "minio-secret-ZQ7v",
-    "MONGO_PASSWORD": "mongo-pass-K3xq",
-    "WEBHOOK_AUTH_TOKEN": "webhook-token-P9wd",
-}
+# A distinctive value, so that tests can grep logs and answers for it.
+WEBHOOK_TOKEN = "webhook-token-P9wd"
 
 
 def deployables() -> dict[str, str]:
@@ -46,7 +42,7 @@ def service_environment(
         "MINIO_ENDPOINT": minio.endpoint,
         "MINIO_ACCESS_KEY": minio.access_key,
         "MINIO_SECRET_KEY": minio.secret_key,
-        "WEBHOOK_AUTH_TOKEN": SECRETS["WEBHOOK_AUTH_TOKEN"],
+        "WEBHOOK_AUTH_TOKEN": WEBHOOK_TOKEN,
         "K_SINK": sink,
         "DEVPLANE_CRON": "false",
         "EMIT_ATTEMPTS": "1",

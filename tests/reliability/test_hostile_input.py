@@ -25,6 +25,7 @@ from tests.reliability.services import deployables, service_environment, started
 pytestmark = pytest.mark.e2e
 
 SERVICES = deployables()
+SECRET_ENV = ("MINIO_SECRET_KEY", "WEBHOOK_AUTH_TOKEN")
 DEEP = 100_000
 NESTED = 10_000
 HUGE = 12 * 1024 * 1024  # over every service's body limit (fnkit's default is 10 MiB)
@@ -125,6 +126,7 @@ class Verdicts:
     def __init__(self) -> None:
         self.bad: list[str] = []
         self.count = 0
+        self.bodies: list[str] = []
 
     def record(self, label: str, status: int | None) -> None:
         self.count += 1
@@ -146,6 +148,7 @@ class Verdicts:
         except httpx.HTTPError as exc:
             self.bad.append(f"{label} -> no answer ({type(exc).__name__})")
             return
+        self.bodies.append(response.text)
         if response.status_code not in allowed:
             self.bad.append(f"{label} -> {response.status_code} {response.text[:200]}")
 
@@ -185,6 +188,7 @@ async def test_every_route_answers_hostile_input_with_a_4xx(
     assert service.process is not None and service.process.poll() is None, service.log_tail()
     assert (await client.get(f"{service.url}/health/liveness")).status_code == 200
     assert not verdicts.bad, f"{len(verdicts.bad)}/{verdicts.count}:\n" + "\n".join(verdicts.bad)
+    assert_no_secrets(service, verdicts)
 
 
 def event_corpus(handled: list[str]) -> list[tuple[str, dict[str, str], bytes]]:
@@ -250,6 +254,18 @@ async def test_the_event_ingress_answers_hostile_events_with_a_4xx(
         verdicts.record(label, await early_answer(f"{service.url}/", "POST", headers, body))
     assert service.process is not None and service.process.poll() is None, service.log_tail()
     assert not verdicts.bad, f"{len(verdicts.bad)}/{verdicts.count}:\n" + "\n".join(verdicts.bad)
+    assert_no_secrets(service, verdicts)
+
+
+def assert_no_secrets(service: FunctionProcess, verdicts: Verdicts) -> None:
+    """Neither an error body nor a log line may carry a credential the service was given."""
+    # The test MinIO's secret is "minioadmin", also its user name (which may be logged).
+    secrets = [service.env[name] for name in SECRET_ENV if len(service.env.get(name, "")) > 12]
+    assert service.log_path is not None
+    log = service.log_path.read_text(errors="replace")
+    for secret in secrets:
+        assert secret not in log, f"{service.name} logged a secret"
+        assert not any(secret in body for body in verdicts.bodies), f"{service.name} answered one"
 
 
 def handled_types(module: str) -> list[str]:
