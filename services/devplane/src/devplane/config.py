@@ -84,6 +84,8 @@ class CronJob:
     enabled: bool
     schedule: CronSchedule
     command: tuple[str, ...]
+    # What the chart's ConfigMap gives the job besides the data stores' addresses.
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +229,36 @@ def _sink_url(sink: str, functions: Mapping[str, Any], template: str, where: str
     return subscriber_url(sink, function, template)
 
 
-def _parse_cron(name: str, raw: Any) -> CronJob:
+def _job_env(
+    name: str, raw: Mapping[str, Any], values: Mapping[str, Any], template: str
+) -> dict[str, str]:
+    """The job's environment as the chart renders it: source, buckets, warmer targets, `env`."""
+    where = f"cronJobs.{name}"
+    env = {"EVENT_SOURCE": f"/knative-playbook/{name}"}
+    if raw.get("minioBuckets"):
+        buckets = (values.get("minio") or {}).get("buckets") or {}
+        env["UPLOADS_BUCKET"] = str(buckets.get("uploads", "uploads"))
+        env["PROCESSED_BUCKET"] = str(buckets.get("processed", "processed"))
+    targets = raw.get("targets") or []
+    if not isinstance(targets, list):
+        raise ConfigError(f"{where}.targets: must be a list of function names")
+    functions = values.get("functions") or {}
+    urls = []
+    for target in targets:
+        function = functions.get(target)
+        if not isinstance(function, Mapping):
+            raise ConfigError(f"{where}.targets: {target!r} is not a function in `functions`")
+        urls.append(subscriber_url(str(target), function, template))
+    if urls:
+        env["WARMER_TARGETS"] = ",".join(urls)
+    extra = raw.get("env") or {}
+    if not isinstance(extra, Mapping):
+        raise ConfigError(f"{where}.env: must be a mapping of NAME: value")
+    env.update({str(key): str(value) for key, value in extra.items()})
+    return env
+
+
+def _parse_cron(name: str, raw: Any, values: Mapping[str, Any], template: str) -> CronJob:
     where = f"cronJobs.{name}"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: must be a mapping")
@@ -247,7 +278,13 @@ def _parse_cron(name: str, raw: Any) -> CronJob:
         schedule = CronSchedule.parse(str(raw.get("schedule", "")), tz)
     except CronError as exc:
         raise ConfigError(f"{where}.schedule: {exc}") from None
-    return CronJob(name, bool(raw.get("enabled", True)), schedule, tuple(command))
+    return CronJob(
+        name,
+        bool(raw.get("enabled", True)),
+        schedule,
+        tuple(command),
+        _job_env(name, raw, values, template),
+    )
 
 
 def build_config(
@@ -315,7 +352,9 @@ def build_config(
     cron_values = values.get("cronJobs") or {}
     if not isinstance(cron_values, Mapping):
         raise ConfigError("cronJobs: must be a mapping")
-    cron_jobs = {name: _parse_cron(name, raw) for name, raw in cron_values.items()}
+    cron_jobs = {
+        name: _parse_cron(name, raw, values, url_template) for name, raw in cron_values.items()
+    }
     return PlaneConfig(tuple(triggers), cron_jobs, specs)
 
 

@@ -2,7 +2,9 @@
 
 The command is the one the chart puts in the job's container; `python` in it means this
 interpreter, so the job runs from the workspace's environment. Its environment is devplane's
-own plus what the cluster would inject: K_SINK (this broker) and the Mongo/MinIO settings.
+own, plus what the chart's ConfigMap gives the job (EVENT_SOURCE, the buckets, WARMER_TARGETS
+resolved to local URLs, the job's `env`), plus what the cluster would inject: K_SINK (this
+broker) and the Mongo/MinIO settings.
 Runs are also started by hand (`POST /cron/{name}/run`). Missed times (devplane was not
 running) are skipped, not caught up.
 """
@@ -118,7 +120,13 @@ class CronRunner:
         argv = list(job.command)
         if argv[0] in ("python", "python3"):
             argv[0] = sys.executable
-        env = {**os.environ, **self.env, "DEVPLANE_CRON_JOB": job.name, "DEVPLANE_CRON_RUN": run.id}
+        env = {
+            **os.environ,
+            **job.env,
+            **self.env,
+            "DEVPLANE_CRON_JOB": job.name,
+            "DEVPLANE_CRON_RUN": run.id,
+        }
         log.info(
             "cron job started",
             extra={"job": job.name, "run": run.id, "trigger": run.trigger, "command": argv},

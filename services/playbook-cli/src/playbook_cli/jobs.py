@@ -12,11 +12,13 @@ from urllib.parse import quote
 
 import httpx
 
+from playbook_cli.cloudevent import new_traceparent, trace_id
 from playbook_cli.endpoints import Endpoints, checked, request
-from playbook_cli.output import Output, Progress, pretty
+from playbook_cli.output import Output, Progress
 
 SERVICE = "bulk-jobs"
-FINAL = frozenset({"completed", "failed", "cancelled"})
+FINAL = frozenset({"COMPLETED", "FAILED"})
+SHOWN_FAILURES = 20
 
 
 def add_parser(commands: Any) -> None:
@@ -62,9 +64,14 @@ def run_submit(args: argparse.Namespace, endpoints: Endpoints, out: Output) -> i
     except ValueError as exc:
         raise SystemExit(f"playbook job submit: {args.file} is not JSON: {exc}") from None
     with endpoints.client(SERVICE) as client:
-        accepted = checked(request(client, "POST", "/jobs", json=job))
+        traceparent = new_traceparent()
+        accepted = checked(
+            request(client, "POST", "/jobs", json=job, headers={"traceparent": traceparent})
+        )
         job_id = str(accepted["id"])
-        out.line(f"job {job_id} accepted: {counts(accepted)[1]} items")
+        total = accepted.get("total")
+        items = f"{total} items" if total is not None else "items being counted"
+        out.line(f"job {job_id} accepted: {items}, trace {trace_id(traceparent)}")
         if not args.follow:
             out.record(accepted, "")
             return 0
@@ -97,24 +104,36 @@ def _follow(client: httpx.Client, job_id: str, args: argparse.Namespace, out: Ou
             time.sleep(args.interval)
     finally:
         progress.close()
-    results = checked(request(client, "GET", f"{_path(job_id)}/results"))
-    summary = {"job": job, "results": results}
-    out.record(summary, describe_summary(job, results))
-    return 0 if job.get("status") == "completed" and not failed else 1
+    failures = checked(
+        request(
+            client,
+            "GET",
+            f"{_path(job_id)}/results",
+            params={"outcome": "failed", "limit": SHOWN_FAILURES},
+        )
+    )["items"]
+    out.record({"job": job, "failures": failures}, describe_summary(job, failures))
+    return 0 if job.get("status") == "COMPLETED" else 1
 
 
 def counts(job: dict[str, Any]) -> tuple[int, int, int]:
-    """(items finished, items in all, items failed) of a job document."""
-    total = int(job.get("total") or job.get("total_items") or len(job.get("items") or []))
-    failed = int(job.get("failed") or 0)
-    done = int(job.get("done") or (int(job.get("succeeded") or job.get("processed") or 0) + failed))
-    return done, total, failed
+    """(items with a result, items in all, items failed); all of it 0 while being counted."""
+    succeeded, failed = int(job.get("succeeded") or 0), int(job.get("failed") or 0)
+    return succeeded + failed, int(job.get("total") or 0), failed
 
 
-def describe_summary(job: dict[str, Any], results: Any) -> str:
+def describe_summary(job: dict[str, Any], failures: list[dict[str, Any]]) -> str:
     done, total, failed = counts(job)
-    lines = [f"job {job.get('id')}: {job.get('status')}, {done}/{total} items, {failed} failed"]
-    lines.append(pretty(results))
+    lines = [
+        f"job {job.get('id')}: {job.get('status')}, {total} items: "
+        f"{done - failed} succeeded, {failed} failed"
+    ]
+    if job.get("error"):
+        lines.append(f"  stopped: {job['error']}")
+    for result in failures:
+        lines.append(f"  item {result['index']}: {result.get('reason')}")
+    if failed > len(failures):
+        lines.append(f"  ... and {failed - len(failures)} more (GET /jobs/{job.get('id')}/results)")
     return "\n".join(lines)
 
 

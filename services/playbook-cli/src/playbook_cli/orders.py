@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from playbook_cli.cloudevent import new_traceparent, trace_id
 from playbook_cli.endpoints import Endpoints, checked, request
-from playbook_cli.output import Output, pretty
+from playbook_cli.output import Output, pretty, short_time
 
 SERVICE = "orders-api"
-FINAL = frozenset({"completed", "failed", "cancelled", "rejected"})
+FINAL = frozenset({"COMPLETED", "FAILED"})
 
 
 def add_parser(commands: Any) -> None:
@@ -61,9 +62,14 @@ def run_place(args: argparse.Namespace, endpoints: Endpoints, out: Output) -> in
     except ValueError as exc:
         raise SystemExit(f"playbook order place: {args.file} is not JSON: {exc}") from None
     with endpoints.client(SERVICE) as client:
-        placed = checked(request(client, "POST", "/orders", json=order))
+        traceparent = new_traceparent()
+        placed = checked(
+            request(client, "POST", "/orders", json=order, headers={"traceparent": traceparent})
+        )
         order_id = str(placed["id"])
-        out.line(f"order {order_id} placed: {placed.get('status', '?')}")
+        out.line(
+            f"order {order_id} placed: {placed.get('status', '?')}, trace {trace_id(traceparent)}"
+        )
         if not args.follow:
             out.record(placed, "")
             return 0
@@ -93,8 +99,12 @@ def _follow(client: Any, order_id: str, args: argparse.Namespace, out: Output) -
             status = order.get("status")
             out.line(f"order {order_id}: {status}")
         if status in FINAL:
+            if status == "FAILED":
+                out.line(f"  failed at {order.get('failed_step')}: {order.get('reason')}")
+                if order.get("compensations"):
+                    out.line(f"  compensated: {', '.join(order['compensations'])}")
             out.record(order, "")
-            return 0 if status == "completed" else 1
+            return 0 if status == "COMPLETED" else 1
         if time.monotonic() > deadline:
             out.note(f"order {order_id} still {status} after {args.wait:g}s")
             return 1
@@ -103,16 +113,13 @@ def _follow(client: Any, order_id: str, args: argparse.Namespace, out: Output) -
 
 def steps_of(order: dict[str, Any]) -> list[dict[str, Any]]:
     """The order's saga history, oldest first."""
-    steps = order.get("steps") or order.get("history") or []
-    return [s if isinstance(s, dict) else {"step": s} for s in steps]
+    history: list[dict[str, Any]] = order.get("history") or []
+    return history
 
 
 def describe_step(step: dict[str, Any]) -> str:
-    name = step.get("step") or step.get("name") or "?"
-    outcome = step.get("outcome") or step.get("status") or ""
-    detail = step.get("detail") or step.get("error") or ""
-    at = step.get("at") or step.get("time") or ""
-    return "  ".join(str(p) for p in (at, name, outcome, detail) if p)
+    parts = (short_time(step.get("at")), step.get("step"), step.get("outcome"), step.get("detail"))
+    return "  ".join(str(p) for p in parts if p)
 
 
 def _read(path: str) -> str:

@@ -24,7 +24,7 @@ class Output:
         """A result: JSON in --json mode, else `text` (or the value, indented)."""
         if self.json_mode:
             print(json.dumps(value, default=str), file=self.out, flush=True)
-        else:
+        elif text != "":  # "": people have seen it all already
             print(text if text is not None else pretty(value), file=self.out, flush=True)
 
     def note(self, text: str) -> None:
