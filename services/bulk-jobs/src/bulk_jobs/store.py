@@ -94,6 +94,15 @@ class Counts:
 
 
 @dataclass(frozen=True, slots=True)
+class Check:
+    """What a completion check found: whether it completed the job, and if not, how many
+    results are missing (None when that is unknown: no total yet, or the job has ended)."""
+
+    completed: bool
+    missing: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Progress:
     """A job document with its current counts."""
 
@@ -228,7 +237,7 @@ class JobStore:
         that then answers 2xx has its result both stored and counted.
         """
         batch, at = uuid.uuid4().hex, now()
-        docs = [_result_doc(result, batch, at) for result in results]
+        docs = [result_document(result, batch, at) for result in results]
         outcomes: list[bool | Exception] = list(await insert_many_once(self.results, docs))
         tallies: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for result, outcome in zip(results, outcomes, strict=True):
@@ -296,18 +305,22 @@ class JobStore:
 
     async def complete_if_done(self, job_id: str) -> bool:
         """Complete the job if every item has its result; True if this call completed it."""
+        return (await self.check(job_id)).completed
+
+    async def check(self, job_id: str) -> Check:
+        """Complete the job if every item has its result, else say how many are missing."""
         job = await self.get(job_id)
         if job is None or job["status"] != Status.RUNNING.value or job.get("total") is None:
-            return False
+            return Check(completed=False, missing=None)
         counts = await self.counts(job_id)
         if counts.recorded < job["total"]:
-            return False
+            return Check(completed=False, missing=job["total"] - counts.recorded)
         if counts.recorded > job["total"]:
             log.error(
                 "more results than items",
                 extra={"job_id": job_id, "total": job["total"], "recorded": counts.recorded},
             )
-        return await self._complete(job, counts)
+        return Check(completed=await self._complete(job, counts), missing=0)
 
     async def _complete(self, job: Mapping[str, Any], counts: Counts) -> bool:
         job_id, at = job["_id"], now()
@@ -401,7 +414,8 @@ class JobStore:
         return len(missing)
 
 
-def _result_doc(result: ItemResult, batch: str, at: datetime) -> dict[str, Any]:
+def result_document(result: ItemResult, batch: str, at: datetime) -> dict[str, Any]:
+    """The stored result of an item, written by the flush `batch`."""
     doc: dict[str, Any] = {
         "_id": result_id(result.job_id, result.index),
         "job_id": result.job_id,

@@ -76,7 +76,7 @@ class ProductWriter:
 
     async def _write(self, products: Sequence[ProductIn]) -> list[Upserted | Exception]:
         at = now()
-        docs = [_new_doc(product, product_id(product.sku), at) for product in products]
+        docs = [product_document(product, product_id(product.sku), at) for product in products]
         inserted = await insert_many_once(self.collection, docs)
         outcomes: list[Upserted | Exception] = [
             Upserted(doc["_id"], Change.CREATED)
@@ -130,7 +130,7 @@ class ProductWriter:
             raise Unavailable(f"product {product.sku!r} keeps changing; retry")
 
     async def _insert(self, product: ProductIn, own_id: ObjectId | None) -> Upserted | None:
-        doc = _new_doc(product, own_id or ObjectId(), now())
+        doc = product_document(product, own_id or ObjectId(), now())
         try:
             await self.collection.insert_one(doc)
         except OperationFailure as exc:
@@ -140,7 +140,8 @@ class ProductWriter:
         return Upserted(doc["_id"], Change.CREATED)
 
 
-def _new_doc(product: ProductIn, id: ObjectId, at: datetime) -> dict[str, Any]:
+def product_document(product: ProductIn, id: ObjectId, at: datetime) -> dict[str, Any]:
+    """A new product as products-api stores it (version 1)."""
     return {
         "_id": id,
         **fields_to_stored(product.model_dump()),

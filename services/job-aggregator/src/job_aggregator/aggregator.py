@@ -121,20 +121,30 @@ class Aggregator:
         try:
             while True:
                 self._dirty.discard(job_id)
+                missing = None
                 try:
-                    if await self.store.complete_if_done(job_id):
+                    check = await self.store.check(job_id)
+                    if check.completed:
                         return
+                    missing = check.missing
                 except Exception as exc:
                     # The sweep checks again later; the next new result sooner.
                     log.warning(
                         "completion check failed",
                         extra={"job_id": job_id, "error": f"{type(exc).__name__}: {exc}"},
                     )
-                await asyncio.sleep(self.settings.check_interval_seconds)
+                await asyncio.sleep(self._pause(missing))
                 if job_id not in self._dirty:
                     return
         finally:
             del self._checks[job_id]
+
+    def _pause(self, missing: int | None) -> float:
+        """Checks read every tally of the job: far from the end, fewer of them are enough."""
+        shortest = self.settings.check_interval_seconds
+        if not missing:
+            return shortest
+        return min(self.settings.check_interval_max_seconds, shortest * (1 + missing / 100))
 
     async def sweep(self) -> None:
         """Check every running job; recount one that has not moved for repair_after_seconds."""

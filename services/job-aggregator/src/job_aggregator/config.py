@@ -15,6 +15,12 @@ class Settings(FunctionSettings):
         gt=0,
         description="A job's completion is checked after new results, at most this often.",
     )
+    check_interval_max_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="Longest pause between a job's completion checks, while many results are "
+        "still missing (the pause shrinks to CHECK_INTERVAL_SECONDS towards the end).",
+    )
     sweep_interval_seconds: float = Field(
         default=10.0,
         gt=0,
