@@ -13,9 +13,11 @@ class Settings(FunctionSettings):
         default=256 * 1024, gt=0, description="Request bodies larger than this get 413."
     )
     lock_lease_seconds: float = Field(
-        default=15.0,
+        default=30.0,
         gt=0,
-        description="How long a step or a product's stock stays locked by a holder that died.",
+        description="How long a step or a product's stock stays locked by a holder that died; "
+        "longer than LOCK_WAIT_SECONDS, since a step holds its own lock while it waits for a "
+        "product's.",
     )
     lock_wait_seconds: float = Field(
         default=20.0,
