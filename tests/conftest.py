@@ -39,8 +39,9 @@ def _started(server: Any) -> Any:
     try:
         server.start()
     except ServerUnavailable as exc:
-        pytest.fail(f"{exc}\nInstall the test servers with: scripts/install-test-servers",
-                    pytrace=False)
+        pytest.fail(
+            f"{exc}\nInstall the test servers with: scripts/install-test-servers", pytrace=False
+        )
     return server
 
 
@@ -114,11 +115,20 @@ def function_process(tmp_path: Path) -> Iterator[Callable[..., FunctionProcess]]
     """Start functions as real processes: `function_process("fnkit.echo:app", env={...})`."""
     started: list[FunctionProcess] = []
 
-    def start(module: str, env: dict[str, str] | None = None, *, name: str | None = None,
-              port: int | None = None, ready: bool = True) -> FunctionProcess:
+    def start(
+        module: str,
+        env: dict[str, str] | None = None,
+        *,
+        name: str | None = None,
+        port: int | None = None,
+        ready: bool = True,
+    ) -> FunctionProcess:
         proc = FunctionProcess(
-            name or module.split(".")[0], port or free_port(), tmp_path / "fn-data",
-            env={"ENVIRONMENT": "dev", **(env or {})}, module=module,
+            name or module.split(".")[0],
+            port or free_port(),
+            tmp_path / "fn-data",
+            env={"ENVIRONMENT": "dev", **(env or {})},
+            module=module,
             log_path=tmp_path / f"{name or module}.log",
         )
         proc.start()
@@ -137,5 +147,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
     mongo = find_binary("mongod") or find_binary("ferretdb")
     minio = find_binary("minio")
-    return [f"test servers: mongo={mongo} minio={minio} (KNATIVE_PLAYBOOK_CACHE="
-            f"{os.environ.get('KNATIVE_PLAYBOOK_CACHE', '~/.cache/knative-playbook')})"]
+    return [
+        f"test servers: mongo={mongo} minio={minio} (KNATIVE_PLAYBOOK_CACHE="
+        f"{os.environ.get('KNATIVE_PLAYBOOK_CACHE', '~/.cache/knative-playbook')})"
+    ]
