@@ -382,3 +382,14 @@ async def test_string_data_of_a_json_event_survives_the_wire(text: str) -> None:
     reply = parse_event({k.lower(): v for k, v in response.headers.items()}, response.content)
     assert event_data(reply) == text
     assert event_data(from_json(to_json(reply))) == text
+
+
+def test_a_busy_database_is_a_retryable_503() -> None:
+    """FerretDB's SQLITE_BUSY is transient: the broker must retry it, not drop the event."""
+    from fnkit.errors import error_response
+    from pymongo.errors import OperationFailure
+
+    busy = OperationFailure("database is locked (5) (SQLITE_BUSY)", code=1)
+    assert error_response(busy).status == 503
+    assert error_response(busy).retryable
+    assert error_response(OperationFailure("unknown operator: $foo", code=2)).status == 500

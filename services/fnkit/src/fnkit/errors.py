@@ -103,10 +103,19 @@ def _infrastructure_error(exc: BaseException) -> ErrorResponse | None:
     """Recognise a dependency outage without importing clients a service does not use."""
     module = type(exc).__module__
     if module.startswith("pymongo"):
-        from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
+        from pymongo.errors import (
+            ConnectionFailure,
+            ExecutionTimeout,
+            OperationFailure,
+            WTimeoutError,
+        )
 
         if isinstance(exc, ConnectionFailure | ExecutionTimeout | WTimeoutError):
             return ErrorResponse(503, "database_unavailable", "MongoDB is unavailable; retry later")
+        # FerretDB's SQLite backend answers a write it could not lock in time with this
+        # rather than waiting: the server is busy, not the request wrong.
+        if isinstance(exc, OperationFailure) and "SQLITE_BUSY" in str(exc):
+            return ErrorResponse(503, "database_busy", "the database is busy; retry later")
     if module.startswith(("urllib3", "minio")):
         from minio.error import ServerError
         from urllib3.exceptions import HTTPError as Urllib3Error
