@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from devplane.servers import MinioServer
+from devplane.servers import MinioServer, free_port
 from minio.credentials.providers import StaticProvider
 from minio.minioadmin import MinioAdmin
 
@@ -304,3 +304,33 @@ async def test_unreachable_mongo_fails_the_run(store: Store, job_env: dict[str, 
 
     assert run.code == 1
     assert run.summary["interrupted"].startswith("MongoDB")
+
+
+async def test_a_record_without_its_fields_is_kept_and_reported(
+    store: Store, job_env: dict[str, str]
+) -> None:
+    await store.seed(3)
+    await store.images.insert_one(
+        {"bucket": store.uploads, "key": "odd.jpg", "expires_at": datetime.now(UTC)}
+    )
+
+    run = await run_cleanup(job_env)
+
+    assert run.code == 1
+    assert (run.summary["records_deleted"], run.summary["records_kept"]) == (3, 1)
+    assert "no bucket, key and etag" in run.summary["problems"][0]
+    assert [r["key"] for r in await store.records()] == ["odd.jpg"]
+
+
+async def test_a_broker_refusing_the_event_fails_the_run(
+    store: Store, job_env: dict[str, str]
+) -> None:
+    await store.seed(2)
+    nowhere = {"K_SINK": f"http://127.0.0.1:{free_port()}/", "EMIT_ATTEMPTS": "1"}
+
+    run = await run_cleanup({**job_env, **nowhere})
+
+    assert run.code == 1
+    assert run.summary["records_deleted"] == 2  # the work is done; only the report is missing
+    assert run.summary["event_id"] is None
+    assert "cleanup.completed" in run.summary["emit_error"]

@@ -50,9 +50,15 @@ async def _report(ctx: Context[Settings], summary: Summary) -> bool:
 
 
 async def run(settings: Settings, *, dry_run: bool) -> int:
-    async with open_context(NAME, settings, mongo=True, minio=True) as ctx:
-        summary = await Cleanup(ctx, dry_run=dry_run).run()
-        reported = await _report(ctx, summary)
+    try:
+        async with open_context(NAME, settings, mongo=True, minio=True) as ctx:
+            summary = await Cleanup(ctx, dry_run=dry_run).run()
+            reported = await _report(ctx, summary)
+    except Exception:
+        # A bug, not an outage (those end in the summary): a JSON line with the traceback
+        # for the log shipper, and a failed Job.
+        log.exception("cleanup crashed")
+        return 1
     return 0 if summary.succeeded and reported else 1
 
 

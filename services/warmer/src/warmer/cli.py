@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("invalid settings", extra={"error": str(exc)})
         return 2
     configure_logging(NAME, settings.log_level)
+    # httpx logs every request at INFO; the ping line already says all of it.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if not settings.warmer_targets:
         log.error("WARMER_TARGETS is empty: nothing to ping")
         return 2
