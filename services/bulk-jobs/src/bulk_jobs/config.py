@@ -55,3 +55,9 @@ class Settings(FunctionSettings):
         default=10.0, gt=0, description="How often unsent job.completed events are re-sent."
     )
     max_page_size: int = Field(default=500, gt=0, description="Largest `limit` of /results.")
+    progress_cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="GET /jobs/{id} of a running job reads its counts at most this often "
+        "(per process); 0 reads them every time.",
+    )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Final
 
 import orjson
 from fnkit import Context, NotFound, Rejected, Unavailable
@@ -12,9 +13,10 @@ from minio.error import S3Error
 from bulk_jobs.config import Settings
 from bulk_jobs.fanout import FanOut
 from bulk_jobs.models import JobView, ObjectRef, ResultPage, ResultView, SourceView
-from bulk_jobs.store import JobStore, Progress, new_job_id
+from bulk_jobs.store import JobStore, Progress, Status, new_job_id
 
 _MISSING = frozenset({"NoSuchKey", "NoSuchBucket"})
+_CACHED_VIEWS: Final = 1000
 
 
 class TooManyItems(Rejected):
@@ -26,6 +28,8 @@ class BulkJobs:
         self.ctx = ctx
         self.store = store
         self.fanout = fanout
+        self._cache_seconds = ctx.settings.progress_cache_seconds
+        self._views: dict[str, tuple[float, JobView]] = {}
 
     async def submit_items(self, items: list[Any]) -> JobView:
         limit = self.ctx.settings.max_inline_items
@@ -71,10 +75,24 @@ class BulkJobs:
         return await self.view(job_id)
 
     async def view(self, job_id: str) -> JobView:
+        """The job and its counts, read at most once per PROGRESS_CACHE_SECONDS per process.
+
+        Counting reads every tally of the job: clients polling a running job share one read.
+        """
+        cached = self._views.get(job_id)
+        if cached is not None and time.monotonic() - cached[0] < self._cache_seconds:
+            return cached[1]
         progress = await self.store.progress(job_id)
         if progress is None:
             raise NotFound(f"no job {job_id!r}")
-        return job_view(progress)
+        view = job_view(progress)
+        if view.status is Status.RUNNING:
+            self._views[job_id] = (time.monotonic(), view)
+            while len(self._views) > _CACHED_VIEWS:
+                del self._views[next(iter(self._views))]
+        else:
+            self._views.pop(job_id, None)
+        return view
 
     async def results(
         self, job_id: str, *, after: int | None, limit: int, outcome: str | None
