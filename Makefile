@@ -17,12 +17,12 @@ sync: ## Install every workspace package and the dev tools into .venv (uv, one l
 	$(UV) sync --all-packages --all-groups --frozen
 
 .PHONY: servers
-servers: ## Build the real test servers and k8s tools (MinIO, FerretDB, helm, kubeconform, argo) into the cache
+servers: ## Build the real test servers and k8s tools (MinIO, FerretDB, helm, kubeconform, argo, promtool) into the cache
 	scripts/install-test-servers
 
 .PHONY: dev
 dev: sync ## Run the platform as local processes: MongoDB, MinIO, devplane and every function (Ctrl-C stops)
-	$(UV) run --frozen devplane dev
+	$(UV) run --frozen devplane dev $(ARGS)
 
 .PHONY: up
 up: ## Run the platform in docker compose (builds images)
