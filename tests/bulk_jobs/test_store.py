@@ -33,13 +33,13 @@ class Emitted:
         self.events.append(event)
 
 
-def make_store(db: Any, emitted: Emitted) -> JobStore:
+def make_store(db: Any, emitted: Emitted, compact_every: int = 50) -> JobStore:
     relay = OutboxRelay(db[COMPLETIONS], emitted, grace_seconds=0, interval_seconds=3600)
 
     def event(type: str, data: Any = None, *, subject: str | None = None, **ext: Any) -> CloudEvent:
         return new_event(type, "/tests/bulk-jobs", data, subject=subject, **ext)
 
-    return JobStore(db, event, relay)
+    return JobStore(db, event, relay, compact_every=compact_every)
 
 
 @pytest.fixture
@@ -93,7 +93,8 @@ async def test_the_first_result_of_an_item_wins_even_in_one_write(store: JobStor
 async def test_counts_stay_exact_when_many_writers_race_over_the_same_results(
     mongo_db: Any, emitted: Emitted
 ) -> None:
-    stores = [make_store(mongo_db, emitted) for _ in range(6)]
+    # Compacting every 2 tallies: each replica also folds its own tallies as it goes.
+    stores = [make_store(mongo_db, emitted, compact_every=2) for _ in range(6)]
     await stores[0].create_indexes()
     job_id = await new_job(stores[0], 300)
     results = [ok(job_id, i) if i % 10 else bad(job_id, i) for i in range(300)]
@@ -254,3 +255,43 @@ async def test_results_come_in_pages_in_item_order_and_filtered_by_outcome(
     assert seen == list(range(25))
     assert [(d["index"], d["reason"]) for d in failed] == [(i, f"bad {i}") for i in range(0, 25, 4)]
     assert more is None
+
+
+async def test_a_writer_folds_its_tallies_into_summaries_and_counts_stay_exact(
+    mongo_db: Any, emitted: Emitted
+) -> None:
+    store = make_store(mongo_db, emitted, compact_every=4)
+    await store.create_indexes()
+    job_id = await new_job(store, 30)
+
+    for index in range(30):
+        await store.record([ok(job_id, index) if index % 3 else bad(job_id, index)])
+
+    docs = await store.tallies.find({"job_id": job_id}).to_list()
+    assert len(docs) == 7 + 2  # 7 summaries of 4 tallies, 2 tallies not folded yet
+    counts = await store.counts(job_id)
+    assert (counts.succeeded, counts.failed) == (20, 10)
+    assert await store.repair(job_id, timedelta(0)) == 0  # folded tallies still count as tallied
+    assert await store.complete_if_done(job_id) is True
+
+
+async def test_tallies_a_summary_covers_are_not_counted_twice(store: JobStore) -> None:
+    job_id = await new_job(store, 3)
+    await store.record([ok(job_id, 0)])
+    await store.record([ok(job_id, 1), bad(job_id, 2)])
+    raw = await store.tallies.find({"job_id": job_id}).to_list()
+    # A writer that crashed after writing its summary, before deleting what it covers.
+    await store.tallies.insert_one(
+        {
+            "_id": f"{job_id}:summary:x",
+            "job_id": job_id,
+            "succeeded": 2,
+            "failed": 1,
+            "at": raw[0]["at"],
+            "covers": [doc["_id"] for doc in raw],
+        }
+    )
+
+    counts = await store.counts(job_id)
+
+    assert (counts.succeeded, counts.failed) == (2, 1)

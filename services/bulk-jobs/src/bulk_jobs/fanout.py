@@ -142,9 +142,6 @@ class FanOut:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def emitting(self) -> list[str]:
-        return sorted(self._tasks)
-
     async def _resume_forever(self) -> None:
         while True:
             try:

@@ -8,7 +8,9 @@ reads by `_id`. So every fact that decides something is an insert with a unique 
   first is the one that counts, and a duplicate fails on the `_id`;
 - the results one flush inserted are counted in a *tally* written right after them,
   `{_id: "<job>:<batch>", succeeded, failed}`; a job's counts are the sum of its tallies, so
-  counting never scans results nor updates a counter;
+  counting never scans results nor updates a counter. Every `compact_every` tallies, their
+  writer replaces them by a summary that names them, so a count reads few documents even
+  for a job of a million items;
 - the job completes by inserting `{_id: "<job>"}` into the completions: the one insert that
   succeeds decides who emits `job.completed`, which travels in that document's outbox, so a
   crash after the insert still sends it (at least once, always with the same id).
@@ -127,7 +129,12 @@ class JobStore:
     """Every read and write of bulk jobs; shared by bulk-jobs and job-aggregator."""
 
     def __init__(
-        self, db: AsyncDatabase[dict[str, Any]], new_event: EventFactory, relay: OutboxRelay
+        self,
+        db: AsyncDatabase[dict[str, Any]],
+        new_event: EventFactory,
+        relay: OutboxRelay,
+        *,
+        compact_every: int = 50,
     ) -> None:
         self.jobs = db[JOBS]
         self.inputs = db[INPUTS]
@@ -136,6 +143,8 @@ class JobStore:
         self.completions = db[COMPLETIONS]
         self.relay = relay
         self._new_event = new_event
+        self.compact_every = compact_every
+        self._own_tallies: dict[str, list[dict[str, Any]]] = defaultdict(list)
 
     async def create_indexes(self) -> None:
         await self.jobs.create_index("emission", name="emission")
@@ -244,19 +253,46 @@ class JobStore:
             if outcome is True:
                 tallies[result.job_id][0 if result.succeeded else 1] += 1
         if tallies:
-            await self._write_tallies(
-                [
-                    {
-                        "_id": f"{job_id}:{batch}",
-                        "job_id": job_id,
-                        "succeeded": succeeded,
-                        "failed": failed,
-                        "at": at,
-                    }
-                    for job_id, (succeeded, failed) in tallies.items()
-                ]
-            )
+            written: list[dict[str, Any]] = [
+                {
+                    "_id": f"{job_id}:{batch}",
+                    "job_id": job_id,
+                    "succeeded": succeeded,
+                    "failed": failed,
+                    "at": at,
+                }
+                for job_id, (succeeded, failed) in tallies.items()
+            ]
+            await self._write_tallies(written)
+            for tally in written:
+                own = self._own_tallies[tally["job_id"]]
+                own.append(tally)
+                if len(own) >= self.compact_every:
+                    del self._own_tallies[tally["job_id"]]
+                    await self._compact(own)
         return outcomes
+
+    async def _compact(self, tallies: list[dict[str, Any]]) -> None:
+        """Replace tallies this process wrote by one summary that names them (`covers`).
+
+        A reader skips whatever a summary covers, so the counts stay exact in between (and
+        after a crash in between): the summary is written first, the tallies then deleted.
+        Only their writer compacts tallies, so no two summaries ever cover the same one.
+        """
+        job_id, covers = tallies[0]["job_id"], [tally["_id"] for tally in tallies]
+        await self._write_tallies(
+            [
+                {
+                    "_id": f"{job_id}:summary:{uuid.uuid4().hex}",
+                    "job_id": job_id,
+                    "succeeded": sum(tally["succeeded"] for tally in tallies),
+                    "failed": sum(tally["failed"] for tally in tallies),
+                    "at": max(tally["at"] for tally in tallies),
+                    "covers": covers,
+                }
+            ]
+        )
+        await self.tallies.delete_many({"_id": {"$in": covers}})
 
     async def _write_tallies(self, tallies: list[dict[str, Any]]) -> None:
         for attempt in range(1, _TALLY_ATTEMPTS + 1):
@@ -278,13 +314,14 @@ class JobStore:
             tallies = failed
 
     async def counts(self, job_id: str) -> Counts:
-        succeeded = failed = 0
-        last_at: datetime | None = None
-        async for tally in self.tallies.find({"job_id": job_id}, {"_id": 0, "job_id": 0}):
-            succeeded += tally["succeeded"]
-            failed += tally["failed"]
-            last_at = tally["at"] if last_at is None else max(last_at, tally["at"])
-        return Counts(succeeded, failed, last_at)
+        tallies = await self.tallies.find({"job_id": job_id}).to_list()
+        covered = {tally_id for tally in tallies for tally_id in tally.get("covers", ())}
+        counted = [tally for tally in tallies if tally["_id"] not in covered]
+        return Counts(
+            sum(tally["succeeded"] for tally in counted),
+            sum(tally["failed"] for tally in counted),
+            max((tally["at"] for tally in counted), default=None),
+        )
 
     async def results_page(
         self, job_id: str, *, after: int | None, limit: int, outcome: str | None
@@ -392,7 +429,10 @@ class JobStore:
             counts[0 if group["_id"]["outcome"] == "succeeded" else 1] += group["n"]
         if not found:
             return 0
-        tallied = {doc["_id"] async for doc in self.tallies.find({"job_id": job_id}, {"_id": 1})}
+        tallied: set[str] = set()
+        async for doc in self.tallies.find({"job_id": job_id}, {"_id": 1, "covers": 1}):
+            tallied.add(doc["_id"])
+            tallied.update(doc.get("covers", ()))
         missing = [
             {
                 "_id": f"{job_id}:{batch}",
