@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from fnkit.mongo import is_duplicate_key
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure
@@ -89,11 +90,14 @@ async def referenced(
     wanted = set(objects)
     if not wanted:
         return set()
-    query: Document = {"renditions.key": {"$in": sorted({key for _, key in wanted})}}
-    if excluding:
-        query["_id"] = {"$nin": list(excluding)}
+    # The excluded records are dropped here rather than by `$nin`: MongoDB reads them from the
+    # index all the same, and FerretDB would compare every document with every excluded id.
+    skip = set(excluding)
+    query = {"renditions.key": {"$in": sorted({key for _, key in wanted})}}
     found: set[ObjectRef] = set()
     async for document in images.find(query, {"renditions": 1}):
+        if document["_id"] in skip:
+            continue
         for rendition in document.get("renditions") or []:
             if not isinstance(rendition, Mapping):
                 continue
@@ -124,7 +128,12 @@ async def save_sweep_position(
     state: AsyncCollection[Document], sweep: str, after: str, now: datetime
 ) -> None:
     # Two runs at once may both write: the later one wins, and at worst the next run looks
-    # at some renditions again, which is harmless.
-    await state.update_one(
-        {"_id": sweep}, {"$set": {"after": after, "updated_at": now}}, upsert=True
-    )
+    # at some renditions again, which is harmless. Two first upserts at once race to insert
+    # the document; the loser's write becomes a plain update of the winner's.
+    change = {"$set": {"after": after, "updated_at": now}}
+    try:
+        await state.update_one({"_id": sweep}, change, upsert=True)
+    except OperationFailure as exc:
+        if not is_duplicate_key(exc):
+            raise
+        await state.update_one({"_id": sweep}, change)
