@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -453,7 +454,7 @@ async def measure(params: Params) -> dict[str, Any]:
                 big["peak_rss"] = running.peak_rss("bulk-jobs")
                 print(f"big job: {params.big / big['job_s']:.0f} items/s", flush=True)
             peak = running.peak_rss("bulk-jobs")
-            flavour = running.mongo.flavour
+            flavour = running.mongo.binary.resolve().name
         finally:
             await mongo.close()
     return {"runs": runs, "big": big, "bulk_jobs_peak_rss": peak, "mongo": flavour}
@@ -508,12 +509,23 @@ def report(params: Params, measured: dict[str, Any], load_before: str, load_afte
         Cores(None, None),
         load_before,
         load_after,
-        {"python": platform.python_version(), "MongoDB-protocol server": measured["mongo"]},
+        {
+            "python": platform.python_version(),
+            "MongoDB-protocol server": measured["mongo"],
+            **{name: metadata.version(name) for name in ("pymongo", "uvicorn", "pydantic")},
+        },
     )
+    lines = [
+        "- Pinning: none; seven processes share the machine's cores"
+        if line.startswith("- Pinning")
+        else line
+        for line in lines
+    ]
     lines += [
         f"- Parameters: {params.items:,} items per job (5% invalid), {params.rounds} rounds after "
         f"a warm-up job, interleaved with the baselines; per-item baselines with "
-        f"{params.baseline_items:,} items (their rate does not depend on the size); devplane "
+        f"{params.baseline_items:,} items (their rate does not depend on the size); server CPU "
+        "is the MongoDB-protocol server's CPU time per item during the run; devplane "
         f"with {params.devplane_workers} delivery workers per subscriber; every process "
         "logging at WARNING; nothing pinned. Medians.",
         "",
