@@ -51,6 +51,10 @@ test: sync lint lint-k8s ## Everything CI runs: lint, manifests, and all tests a
 test-fast: sync ## Only the unit tests (no servers)
 	$(UV) run --frozen pytest -m unit -q $(PYTEST_ARGS)
 
+.PHONY: test-fanout-full
+test-fanout-full: sync ## The fan-out end to end at 10,000 items (several minutes on FerretDB)
+	FANOUT_ITEMS=10000 $(UV) run --frozen pytest tests/fanout -q $(PYTEST_ARGS)
+
 .PHONY: soak
 soak: sync ## Long reliability run: graceful stops as well as kills, 10-minute mixed-traffic soak with the RSS bound
 	RELIABILITY_LONG=1 SOAK_SECONDS=600 $(UV) run --frozen pytest tests/reliability -q -s $(PYTEST_ARGS)
