@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 from fnkit import CloudEvent, Context, Function
+from fnkit.errors import FunctionError
 from fnkit.events import event_data, from_json, parse_event, to_json
 
 from tests.fnkit.helpers import (
@@ -393,3 +394,29 @@ def test_a_busy_database_is_a_retryable_503() -> None:
     assert error_response(busy).status == 503
     assert error_response(busy).retryable
     assert error_response(OperationFailure("unknown operator: $foo", code=2)).status == 500
+
+
+RAW_BYTES_HEADERS = {
+    "ce-specversion": "1.0",
+    "ce-id": "raw-1",
+    "ce-source": "/tests",
+    "ce-type": "io.example.raw.v1",
+    # As an ASGI server hands over a header holding the UTF-8 bytes of "é" unencoded.
+    "ce-note": b"caf\xc3\xa9".decode("latin-1"),
+}
+
+
+def test_raw_non_ascii_header_bytes_are_refused_by_default() -> None:
+    with pytest.raises(FunctionError, match="ce-note hold raw non-ASCII bytes") as caught:
+        parse_event(RAW_BYTES_HEADERS, b"")
+
+    assert caught.value.status == 400
+
+
+def test_a_sink_may_accept_raw_non_ascii_header_bytes() -> None:
+    event = parse_event(RAW_BYTES_HEADERS, b"", raw_header_bytes=True)
+
+    assert (event.get_id(), event.get_extension("note").encode("latin-1")) == (
+        "raw-1",
+        b"caf\xc3\xa9",
+    )

@@ -32,6 +32,9 @@ def create_app(settings: Settings | None = None) -> Function[Settings]:
         settings=settings,
         mongo=True,
         description=DESCRIPTION,
+        # Knative does not retry a 400, so a dead letter refused here would be lost; the
+        # wire reader decodes such headers as UTF-8 with replacement characters instead.
+        raw_header_bytes=True,
     )
     background: list[asyncio.Task[None]] = []
 

@@ -82,8 +82,12 @@ class Function(Generic[S]):
         minio: bool = False,
         description: str = "",
         version: str = "0.1.0",
+        raw_header_bytes: bool = False,
     ) -> None:
+        """`raw_header_bytes=True` accepts ce- headers holding raw non-ASCII bytes instead of
+        answering 400 (see `parse_event`): for a sink that must not lose what it is sent."""
         self.name = name
+        self.raw_header_bytes = raw_header_bytes
         self.settings_class = settings_class
         self._settings = settings
         self.uses_mongo = mongo
@@ -230,7 +234,7 @@ class Function(Generic[S]):
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             body = await _read_body(receive, headers, self.settings.max_event_bytes)
-            event = parse_event(headers, body)
+            event = parse_event(headers, body, raw_header_bytes=self.raw_header_bytes)
         except _ClientGone:
             return
         except FunctionError as exc:

@@ -128,8 +128,15 @@ def _sdk_error(exc: Exception) -> BadEvent:
     return BadEvent(f"invalid CloudEvent: {exc}")
 
 
-def parse_event(headers: Mapping[str, str], body: bytes) -> CloudEvent:
-    """Parse an HTTP request (lower-cased header names) into a CloudEvent, or raise why not."""
+def parse_event(
+    headers: Mapping[str, str], body: bytes, *, raw_header_bytes: bool = False
+) -> CloudEvent:
+    """Parse an HTTP request (lower-cased header names) into a CloudEvent, or raise why not.
+
+    `raw_header_bytes=True` accepts ce- header values holding raw non-ASCII bytes (they are
+    left as the ASGI server decoded them, latin-1); only a sink that must keep whatever it is
+    sent, such as the dead-letter sink, wants that.
+    """
     content_type = headers.get("content-type", "")
     media_type = _media_type(content_type)
     if media_type == BATCH:
@@ -152,7 +159,7 @@ def parse_event(headers: Mapping[str, str], body: bytes) -> CloudEvent:
     # The binding percent-encodes anything outside printable ASCII; raw bytes (read here as
     # latin-1) would otherwise become attribute values no sender meant.
     raw = [name for name, value in attributes.items() if not value.isascii()]
-    if raw:
+    if raw and not raw_header_bytes:
         raise BadEvent(
             f"header(s) {', '.join(raw)} hold raw non-ASCII bytes; CloudEvents attributes in "
             "headers must be percent-encoded UTF-8"
