@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fnkit import CloudEvent, Context, Function
 from fnkit.events import new_event
-from fnkit.idempotency import COLLECTION, event_key
+from fnkit.idempotency import COLLECTION, event_key, record_id
 from pymongo.errors import DuplicateKeyError
 
 from tests.fnkit.helpers import SOURCE, metric, serve, settings_from, unique_name
@@ -119,12 +119,13 @@ async def test_event_without_reply_is_remembered_as_done(
 
     assert first.status_code == second.status_code == 204
     assert calls == ["evt-n"]
-    stored = await mongo_db[COLLECTION].find_one({"_id": event_key_of("evt-n")})
+    stored = await mongo_db[COLLECTION].find_one({"_id": record_of(fn, "evt-n")})
     assert stored["state"] == "done"
 
 
-def event_key_of(event_id: str, source: str = SOURCE) -> str:
-    return event_key(new_event("t", source, id=event_id))
+def record_of(fn: Function[Any], event_id: str, source: str = SOURCE) -> str:
+    """The `_id` of `fn`'s idempotency record for the event (source, event_id)."""
+    return record_id(fn.name, event_key(new_event("t", source, id=event_id)))
 
 
 @pytest.fixture
@@ -180,7 +181,7 @@ async def test_expired_lease_is_taken_over(
     past = datetime.now(UTC) - timedelta(minutes=5)
     await mongo_db[COLLECTION].insert_one(
         {
-            "_id": event_key_of("evt-crashed"),
+            "_id": record_of(fn, "evt-crashed"),
             "state": "running",
             "owner": "a-crashed-pod",
             "lease_until": past,
@@ -193,7 +194,7 @@ async def test_expired_lease_is_taken_over(
 
     assert response.status_code == 200
     assert state["runs"] == 1
-    stored = await mongo_db[COLLECTION].find_one({"_id": event_key_of("evt-crashed")})
+    stored = await mongo_db[COLLECTION].find_one({"_id": record_of(fn, "evt-crashed")})
     assert stored["state"] == "done"
     assert stored["owner"] != "a-crashed-pod"
 
@@ -206,7 +207,7 @@ async def test_live_lease_of_another_delivery_is_respected(
     now = datetime.now(UTC)
     await mongo_db[COLLECTION].insert_one(
         {
-            "_id": event_key_of("evt-other"),
+            "_id": record_of(fn, "evt-other"),
             "state": "running",
             "owner": "another-pod",
             "lease_until": now + timedelta(minutes=5),
@@ -233,3 +234,35 @@ async def test_business_key_runs_work_once_across_event_ids(
     assert first.json() == second.json() == {"order_id": "o-1", "first_event": "evt-1"}
     assert other.json() == {"order_id": "o-2", "first_event": "evt-3"}
     assert await mongo_db[RECORDS].count_documents({}) == 2
+
+
+async def test_one_event_delivered_to_two_functions_runs_in_each(
+    service_env: dict[str, str], mongo_db: Any
+) -> None:
+    """Two Triggers on one type: both functions share the collection, not their records."""
+    calls: list[str] = []
+
+    def subscriber() -> Function[SampleSettings]:
+        fn: Function[SampleSettings] = Function(
+            unique_name(),
+            settings_class=SampleSettings,
+            settings=settings_from(service_env),
+            mongo=True,
+        )
+
+        @fn.on(GATED, idempotent=True)
+        async def remember(event: CloudEvent, ctx: Context[SampleSettings]) -> None:
+            calls.append(fn.name)
+
+        return fn
+
+    first_fn, second_fn = subscriber(), subscriber()
+    async with serve(first_fn) as first, serve(second_fn) as second:
+        answers = [
+            await first.binary(GATED, {}, id="evt-shared"),
+            await second.binary(GATED, {}, id="evt-shared"),
+            await second.binary(GATED, {}, id="evt-shared"),  # a redelivery
+        ]
+
+    assert [a.status_code for a in answers] == [204, 204, 204]
+    assert calls == [first_fn.name, second_fn.name]

@@ -47,7 +47,9 @@ class Context(Generic[S]):
         if mongo is not None:
             from fnkit.idempotency import COLLECTION, IdempotencyGuard
 
-            self._guard = IdempotencyGuard(self.db[COLLECTION], settings.idempotency_lease_seconds)
+            self._guard = IdempotencyGuard(
+                self.db[COLLECTION], settings.idempotency_lease_seconds, name
+            )
 
     @property
     def db(self) -> AsyncDatabase[dict[str, Any]]:

@@ -10,6 +10,9 @@ unique `_id` index settles any race, with no read-then-write. The claim is a lea
 - another delivery holds a live lease -> 409, which Knative retries later;
 - the lease ran out (its holder crashed) -> the next delivery takes the key over.
 
+Records are kept per function: one event delivered to two functions (two Triggers on one
+type) has its effects in each, even though every function shares the collection.
+
 Work must finish well inside the lease (`IDEMPOTENCY_LEASE_SECONDS`), or a second delivery
 may take over and run it again.
 """
@@ -40,25 +43,33 @@ def event_key(event: CloudEvent) -> str:
     return f"{event.get_source()}\x1f{event.get_id()}"
 
 
+def record_id(function: str, key: str) -> str:
+    """The `_id` of `function`'s record for `key`."""
+    return f"{function}\x1f{key}"
+
+
 class IdempotencyGuard:
-    def __init__(self, collection: AsyncCollection[dict[str, Any]], lease_seconds: float) -> None:
+    def __init__(
+        self, collection: AsyncCollection[dict[str, Any]], lease_seconds: float, function: str
+    ) -> None:
         self.collection = collection
         self.lease = timedelta(seconds=lease_seconds)
+        self.function = function
 
     async def run(self, key: str, work: Work) -> tuple[CloudEvent | None, bool]:
         """Run `work` once for `key`; returns (reply, whether this call ran the work)."""
-        owner = uuid.uuid4().hex
-        stored = await self._claim(key, owner)
+        owner, record = uuid.uuid4().hex, record_id(self.function, key)
+        stored = await self._claim(record, owner, key)
         if stored is not None:
             reply = stored.get("reply")
             return (from_json(bytes(reply)) if reply else None), False
         try:
             reply = await work()
         except BaseException:
-            await self.collection.delete_one({"_id": key, "owner": owner})
+            await self.collection.delete_one({"_id": record, "owner": owner})
             raise
         await self.collection.update_one(
-            {"_id": key, "owner": owner},
+            {"_id": record, "owner": owner},
             {
                 "$set": {
                     "state": DONE,
@@ -69,13 +80,14 @@ class IdempotencyGuard:
         )
         return reply, True
 
-    async def _claim(self, key: str, owner: str) -> dict[str, Any] | None:
-        """Claim `key` (returns None) or return the finished record of an earlier delivery."""
+    async def _claim(self, record: str, owner: str, key: str) -> dict[str, Any] | None:
+        """Claim `record` (returns None) or return the finished record of an earlier delivery."""
         now = datetime.now(UTC)
         try:
             await self.collection.insert_one(
                 {
-                    "_id": key,
+                    "_id": record,
+                    "function": self.function,
                     "state": RUNNING,
                     "owner": owner,
                     "lease_until": now + self.lease,
@@ -85,9 +97,9 @@ class IdempotencyGuard:
             return None
         except DuplicateKeyError:
             pass
-        existing = await self.collection.find_one({"_id": key})
+        existing = await self.collection.find_one({"_id": record})
         if existing is None:  # dropped by a failed delivery in between: claim afresh
-            return await self._claim(key, owner)
+            return await self._claim(record, owner, key)
         if existing["state"] == DONE:
             return existing
         lease_until = existing["lease_until"]
@@ -96,7 +108,7 @@ class IdempotencyGuard:
         if lease_until > now:
             raise Conflict(f"event {key!r} is being processed by another delivery; retry later")
         taken = await self.collection.find_one_and_update(
-            {"_id": key, "state": RUNNING, "owner": existing["owner"]},
+            {"_id": record, "state": RUNNING, "owner": existing["owner"]},
             {"$set": {"owner": owner, "lease_until": now + self.lease, "claimed_at": now}},
         )
         if taken is None:
