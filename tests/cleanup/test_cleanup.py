@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from devplane.servers import MinioServer, free_port
+from fnkit.idempotency import COLLECTION as IDEMPOTENCY_COLLECTION
+from fnkit.idempotency import IdempotencyGuard
 from minio.credentials.providers import StaticProvider
 from minio.minioadmin import MinioAdmin
 
@@ -334,3 +336,43 @@ async def test_a_broker_refusing_the_event_fails_the_run(
     assert run.summary["records_deleted"] == 2  # the work is done; only the report is missing
     assert run.summary["event_id"] is None
     assert "cleanup.completed" in run.summary["emit_error"]
+
+
+async def handled(guard: IdempotencyGuard, key: str) -> bool:
+    """Deliver `key` to the guard; whether the work ran (False: absorbed as a duplicate)."""
+
+    async def work() -> None:
+        return None
+
+    _, ran = await guard.run(key, work)
+    return ran
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+async def test_idempotency_records_past_their_retention_go_and_the_rest_absorb_duplicates(
+    store: Store, job_env: dict[str, str], dry_run: bool
+) -> None:
+    records = store.db[IDEMPOTENCY_COLLECTION]
+    guards = [IdempotencyGuard(records, 30, name) for name in ("fn-a", "fn-b")]
+    for guard in guards:
+        for key in ("old", "recent"):
+            assert await handled(guard, key)
+    long_ago = datetime.now(UTC) - timedelta(days=10)
+    await records.update_many({"_id": {"$regex": "old$"}}, {"$set": {"done_at": long_ago}})
+    # A claim whose holder crashed 10 days ago and whose event never came back.
+    await records.insert_one(
+        {"_id": "fn-a\x1fabandoned", "state": "running", "owner": "gone", "lease_until": long_ago}
+    )
+
+    args = ("--dry-run",) if dry_run else ()
+    run = await run_cleanup({**job_env, "IDEMPOTENCY_RETENTION_HOURS": "24"}, *args)
+
+    assert run.code == 0, run.lines[-3:]
+    assert run.summary["idempotency_records_deleted"] == 3
+    left = sorted(d["_id"].split("\x1f")[1] for d in await records.find({}).to_list())
+    if dry_run:
+        assert left == ["abandoned", "old", "old", "recent", "recent"]
+    else:
+        assert left == ["recent", "recent"]
+        assert not await handled(guards[0], "recent")  # a late duplicate is still absorbed
+        assert await handled(guards[0], "old")  # past retention it would run again

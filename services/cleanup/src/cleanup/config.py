@@ -53,6 +53,13 @@ class Settings(FunctionSettings):
         description="Renditions examined per run; the sweep continues where the last run "
         "stopped and starts over once it reached the end.",
     )
+    idempotency_retention_hours: float = Field(
+        default=168.0,
+        gt=0,
+        description="fnkit's idempotency records finished (or abandoned) longer ago than this "
+        "are deleted; a duplicate arriving later would run again, so keep it far beyond the "
+        "broker's retry window and any dead-letter replay.",
+    )
     batch_size: int = Field(
         default=1000,
         ge=1,
@@ -62,6 +69,9 @@ class Settings(FunctionSettings):
 
     def max_age_cutoff(self, now: datetime) -> datetime | None:
         return None if self.max_age_days is None else now - timedelta(days=self.max_age_days)
+
+    def idempotency_cutoff(self, now: datetime) -> datetime:
+        return now - timedelta(hours=self.idempotency_retention_hours)
 
     def orphan_cutoff(self, now: datetime) -> datetime:
         return now - timedelta(hours=self.orphan_grace_hours)

@@ -1,4 +1,5 @@
-"""One cleanup run: expired records with their objects, then orphaned renditions.
+"""One cleanup run: expired records with their objects, orphaned renditions, then the
+idempotency records of every function that are older than their retention.
 
 The order of each batch is what makes a run safe to kill and to run twice at once:
 
@@ -30,6 +31,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from fnkit import Context
+from fnkit.idempotency import COLLECTION as IDEMPOTENCY_COLLECTION
+from fnkit.idempotency import prune, stale_filters
 from pymongo.errors import PyMongoError
 
 from cleanup import records, storage
@@ -55,6 +58,7 @@ class Summary:
     objects_skipped: int = 0  # owned by a newer upload or by another record
     orphans_scanned: int = 0  # renditions the orphan sweep looked at
     orphans_deleted: int = 0
+    idempotency_records_deleted: int = 0
     errors: int = 0
     interrupted: str | None = None  # why the run stopped early
     duration_seconds: float = 0.0
@@ -78,6 +82,7 @@ class Summary:
             "objects_skipped": self.objects_skipped,
             "orphans_scanned": self.orphans_scanned,
             "orphans_deleted": self.orphans_deleted,
+            "idempotency_records_deleted": self.idempotency_records_deleted,
             "errors": self.errors,
         }
 
@@ -112,6 +117,7 @@ class Cleanup:
             await self._expired()
             if self.settings.sweep_orphans:
                 await self._orphans()
+            await self._idempotency_records()
         except MinioUnavailable as exc:
             self._interrupted(f"MinIO: {exc}")
         except PyMongoError as exc:
@@ -264,3 +270,13 @@ class Cleanup:
                 log.info("would delete orphans", extra={"objects": sorted(k for _, k in orphans)})
         if not self.dry_run:
             await records.save_sweep_position(state, sweep, after, self.now)
+
+    async def _idempotency_records(self) -> None:
+        """fnkit's records of handled events: kept long enough to absorb any redelivery."""
+        records = self.ctx.db[IDEMPOTENCY_COLLECTION]
+        before = self.settings.idempotency_cutoff(self.now)
+        if self.dry_run:
+            counts = [await records.count_documents(f) for f in stale_filters(before)]
+            self.summary.idempotency_records_deleted = sum(counts)
+        else:
+            self.summary.idempotency_records_deleted = await prune(records, before)

@@ -13,6 +13,9 @@ unique `_id` index settles any race, with no read-then-write. The claim is a lea
 Records are kept per function: one event delivered to two functions (two Triggers on one
 type) has its effects in each, even though every function shares the collection.
 
+Records are not kept for ever: `prune` (run by the cleanup CronJob) drops those finished, or
+abandoned, longer ago than a retention far beyond any redelivery (FerretDB has no TTL index).
+
 Work must finish well inside the lease (`IDEMPOTENCY_LEASE_SECONDS`), or a second delivery
 may take over and run it again.
 """
@@ -114,3 +117,23 @@ class IdempotencyGuard:
         if taken is None:
             raise Conflict(f"event {key!r} was just claimed by another delivery; retry later")
         return None
+
+
+def stale_filters(before: datetime) -> list[dict[str, Any]]:
+    """Records finished before `before`, and claims whose lease ran out before it."""
+    return [
+        {"state": DONE, "done_at": {"$lt": before}},
+        {"state": RUNNING, "lease_until": {"$lt": before}},
+    ]
+
+
+async def prune(collection: AsyncCollection[dict[str, Any]], before: datetime) -> int:
+    """Delete every function's stale records (see `stale_filters`); returns how many.
+
+    A duplicate of an event whose record is gone runs again, so `before` must lie further
+    back than the broker would ever redeliver it (or a dead letter be replayed).
+    """
+    deleted = 0
+    for stale in stale_filters(before):
+        deleted += (await collection.delete_many(stale)).deleted_count
+    return deleted
