@@ -17,7 +17,9 @@ from devplane.servers import MinioServer, MongoServer
 from fnkit import Function
 from minio import Minio
 
-from tests.bulk_jobs.helpers import RecordingBroker, wait_for
+from tests.support.apps import serve_in_process
+from tests.support.sinks import RecordingBroker
+from tests.support.waiting import wait_for
 
 
 @dataclass
@@ -45,10 +47,8 @@ AppFactory = Callable[..., AbstractAsyncContextManager[App]]
 
 @pytest.fixture
 async def broker() -> AsyncIterator[RecordingBroker]:
-    server = RecordingBroker()
-    await server.start()
-    yield server
-    await server.close()
+    async with RecordingBroker() as server:
+        yield server
 
 
 @pytest.fixture
@@ -100,11 +100,8 @@ def make_app(
             }
         )
         fn = create_app(settings)
-        async with fn.api.router.lifespan_context(fn.api):
-            transport = httpx.ASGITransport(app=fn, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url="http://jobs") as client:
-                await wait_for(lambda: _ready(client), "bulk-jobs ready")
-                yield App(fn, client)
+        async with serve_in_process(fn, base_url="http://jobs") as client:
+            yield App(fn, client)
 
     return start
 
@@ -113,7 +110,3 @@ def make_app(
 async def app(make_app: AppFactory) -> AsyncIterator[App]:
     async with make_app() as started:
         yield started
-
-
-async def _ready(client: httpx.AsyncClient) -> bool:
-    return (await client.get("/health/readiness")).status_code == 200

@@ -16,7 +16,8 @@ import orjson
 import pytest
 from devplane.servers import FunctionProcess
 
-from tests.bulk_jobs.helpers import RecordingBroker, wait_for
+from tests.support.sinks import RecordingBroker
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

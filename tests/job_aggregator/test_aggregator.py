@@ -18,7 +18,9 @@ from fnkit.mongo import now
 from job_aggregator.config import Settings
 from job_aggregator.main import create_app
 
-from tests.bulk_jobs.helpers import RecordingBroker, wait_for
+from tests.support.apps import serve_in_process
+from tests.support.sinks import RecordingBroker
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -85,10 +87,8 @@ Start = Callable[..., AbstractAsyncContextManager[Aggregator]]
 
 @pytest.fixture
 async def broker() -> AsyncIterator[RecordingBroker]:
-    server = RecordingBroker()
-    await server.start()
-    yield server
-    await server.close()
+    async with RecordingBroker() as server:
+        yield server
 
 
 @pytest.fixture
@@ -108,18 +108,10 @@ def start(
                 **overrides,
             }
         )
-        fn = create_app(settings)
-        async with fn.api.router.lifespan_context(fn.api):
-            transport = httpx.ASGITransport(app=fn, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url="http://agg") as client:
-                await wait_for(lambda: _ready(client), "job-aggregator ready")
-                yield Aggregator(client, mongo_db)
+        async with serve_in_process(create_app(settings), base_url="http://agg") as client:
+            yield Aggregator(client, mongo_db)
 
     return started
-
-
-async def _ready(client: httpx.AsyncClient) -> bool:
-    return (await client.get("/health/readiness")).status_code == 200
 
 
 async def test_every_result_counts_once_and_the_job_completes_once(
