@@ -3,7 +3,6 @@ answers as the real one does (201 Created, then 409 AlreadyExists for the same n
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -12,13 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from devplane.servers import free_port
 from fnkit.events import encode_binary, new_event
 from workflow_launcher.config import Settings
 from workflow_launcher.main import create_app
 
-from tests.products_api.helpers import wait_for
+from tests.support.apps import serve_in_process
+from tests.support.sinks import AsgiServer
 
 pytestmark = pytest.mark.integration
 
@@ -32,30 +30,18 @@ ORDER: dict[str, Any] = {
 }
 
 
-class KubernetesApi:
+class KubernetesApi(AsgiServer):
     """Workflows by name, as the API server keeps them; every request recorded."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__()
         self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []
         self.workflows: dict[str, dict[str, Any]] = {}
         self.refuse_with: int | None = None
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
 
-    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+    async def answer(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
         manifest = json.loads(body)
-        self.requests.append((scope["path"], headers, manifest))
+        self.requests.append((path, headers, manifest))
         name = manifest["metadata"]["name"]
         answer: dict[str, Any]
         if self.refuse_with is not None:
@@ -65,38 +51,13 @@ class KubernetesApi:
         else:
             self.workflows[name] = manifest
             status, answer = 201, manifest
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
-
-    async def start(self) -> None:
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="error",
-            lifespan="off",
-            interface="asgi3",
-        )
-        self._server = server = uvicorn.Server(config)
-        self._task = asyncio.create_task(server.serve())
-
-        async def listening() -> bool:
-            return server.started
-
-        await wait_for(listening, "the API server stand-in")
-
-    async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
+        return status, json.dumps(answer).encode()
 
 
 @pytest.fixture
 async def kube() -> AsyncIterator[KubernetesApi]:
-    server = KubernetesApi()
-    await server.start()
-    yield server
-    await server.stop()
+    async with KubernetesApi() as server:
+        yield server
 
 
 @pytest.fixture
@@ -116,16 +77,8 @@ async def launcher(kube: KubernetesApi, account: Path) -> AsyncIterator[httpx.As
         service_account_dir=account,
         workflow_service_account="kp-workflow",
     )
-    fn = create_app(settings)
-    async with fn.api.router.lifespan_context(fn.api):
-        transport = httpx.ASGITransport(app=fn, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://launcher") as client:
-
-            async def ready() -> bool:
-                return (await client.get("/health/readiness")).status_code == 200
-
-            await wait_for(ready, "the launcher to become ready")
-            yield client
+    async with serve_in_process(create_app(settings), base_url="http://launcher") as client:
+        yield client
 
 
 async def deliver(client: httpx.AsyncClient, data: Any, event_id: str | None = None) -> int:
