@@ -8,20 +8,16 @@ a user adds Triggers without editing the chart.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import textwrap
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-import pytest
 from devplane.servers import FunctionProcess
 
-T = TypeVar("T")
+from tests.support.waiting import wait_for
 
 PING = "io.knative-playbook.test.ping.v1"
 OBJECT = "io.knative-playbook.test.object.v1"
@@ -157,7 +153,7 @@ class Plane:
             done = all(d["outcome"] not in ("pending", "retrying") for d in record["deliveries"])
             return record if done else None
 
-        return await wait_for(finished)
+        return await wait_for(finished, f"every delivery of {event_id} to finish")
 
     async def attempts(self, subscriber: str, event_id: str) -> list[dict[str, Any]]:
         cursor = self.db["attempts"].find({"subscriber": subscriber, "event_id": event_id})
@@ -168,16 +164,4 @@ class Plane:
             response = await self.client.get(self.url + "/triggers")
             return not any(response.json()["queues"].values())
 
-        await wait_for(empty)
-
-
-async def wait_for(probe: Callable[[], Awaitable[T | None]], within: float = 60.0) -> T:
-    """Poll until `probe` returns something truthy; fail with a clear message otherwise."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {within}s: {probe.__qualname__}")
-        await asyncio.sleep(0.1)
+        await wait_for(empty, "devplane's queues to empty")

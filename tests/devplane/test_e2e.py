@@ -22,8 +22,8 @@ from tests.devplane.plane import (
     REPLIED,
     SLOW,
     Plane,
-    wait_for,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -131,7 +131,7 @@ async def test_always_failing_goes_to_the_dead_letter_sink_with_knative_error_at
     record = await plane.settled(event_id)
     assert outcomes(record) == {"alpha": ("dead-lettered", 3)}  # retry: 2 -> 3 attempts
     assert len(await plane.attempts("alpha", event_id)) == 3
-    [dead] = await wait_for(lambda: plane.attempts("dls", event_id))
+    [dead] = await wait_for(lambda: plane.attempts("dls", event_id), "the dead letter at dls")
     attributes = dead["attributes"]
     assert attributes["type"] == DOOMED
     assert attributes["knativeerrordest"] == plane.subscribers["alpha"].url
@@ -153,7 +153,7 @@ async def test_a_non_retryable_4xx_is_dead_lettered_at_once(plane: Plane) -> Non
 
     record = await plane.settled(event_id)
     assert outcomes(record) == {"alpha": ("dead-lettered", 1)}
-    [dead] = await wait_for(lambda: plane.attempts("dls", event_id))
+    [dead] = await wait_for(lambda: plane.attempts("dls", event_id), "the dead letter at dls")
     assert dead["attributes"]["knativeerrorcode"] == "422"
 
 
@@ -221,7 +221,7 @@ async def test_duplicate_knob_delivers_an_event_twice(plane: Plane) -> None:
     await plane.client.post(plane.url + "/knobs", json={"duplicate_ratio": 1.0})
     try:
         event_id = (await plane.post(OBJECT, {}, bucket="uploads")).json()["id"]
-        record = await wait_for(lambda: _with_duplicate(plane, event_id))
+        record = await wait_for(lambda: _with_duplicate(plane, event_id), "the duplicate delivery")
     finally:
         await plane.client.post(plane.url + "/knobs", json={"duplicate_ratio": 0.0})
 
@@ -262,7 +262,7 @@ async def test_a_cron_job_runs_by_hand_with_the_cluster_environment(plane: Plane
         done = [r for r in job["runs"] if r["id"] == run["id"] and r["state"] != "running"]
         return done[0] if done else None
 
-    result = await wait_for(finished)
+    result = await wait_for(finished, "the cron job to finish")
     assert result["state"] == "succeeded", result
     assert result["output"] == ["tick done"]
     [doc] = await plane.db["cron_runs"].find({"run": run["id"]}).to_list(None)
@@ -290,7 +290,7 @@ async def test_a_cron_schedule_fires_the_job_on_time(plane: Plane) -> None:
         ]
         return runs[-1] if runs else None
 
-    run = await wait_for(fired, within=90)
+    run = await wait_for(fired, "the cron schedule to fire", within=90)
     assert run["state"] == "succeeded"
     # In its own slot: not early, and before the next one.
     assert datetime.fromisoformat(run["started_at"]) < slot + timedelta(minutes=1)

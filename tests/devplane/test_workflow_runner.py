@@ -3,7 +3,6 @@ outputs, retries with backoff, compensation through depends, the exit handler.""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -12,13 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
 import yaml
 from devplane.servers import free_port
 from devplane.workflow_spec import parse_template
 from devplane.workflows import AlreadyExists, Run, WorkflowRunner
 
-from tests.devplane.plane import wait_for
+from tests.support.sinks import AsgiServer
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.unit
 
@@ -91,66 +90,29 @@ class Call:
     at: float
 
 
-class Service:
+class Service(AsgiServer):
     """A real HTTP server: each path answers the statuses scripted for it, then 200."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__()
         self.calls: list[Call] = []
         self.scripts: dict[str, list[int]] = {}
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
 
-    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        path = scope["path"].strip("/")
+    async def answer(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        path = path.strip("/")
         self.calls.append(Call(path, body.decode(), time.monotonic()))
         script = self.scripts.get(path) or []
         status = script.pop(0) if script else 200
-        answer = f"{path}({body.decode()})".encode()
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": answer})
+        return status, f"{path}({body.decode()})".encode()
 
     def paths(self) -> list[str]:
         return [call.path for call in self.calls]
 
-    async def start(self) -> None:
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="error",
-            lifespan="off",
-            interface="asgi3",
-        )
-        self._server = server = uvicorn.Server(config)
-        self._task = asyncio.create_task(server.serve())
-
-        async def started() -> bool:
-            return server.started
-
-        await wait_for(started)
-
-    async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
-
 
 @pytest.fixture
 async def service() -> AsyncIterator[Service]:
-    server = Service()
-    await server.start()
-    yield server
-    await server.stop()
+    async with Service() as server:
+        yield server
 
 
 @pytest.fixture
@@ -182,7 +144,7 @@ async def finished(runner: WorkflowRunner, name: str) -> Run:
         run = runner.get(name)
         return run if run.finished_at is not None else None
 
-    return await wait_for(done)
+    return await wait_for(done, f"workflow {name} to finish")
 
 
 def phases(run: Run) -> dict[str, str]:
