@@ -12,10 +12,8 @@ from tests.dead_letter.helpers import Broker, Served, serve, settings_for
 
 @pytest.fixture
 async def broker() -> AsyncIterator[Broker]:
-    server = Broker()
-    await server.start()
-    yield server
-    await server.close()
+    async with Broker() as server:
+        yield server
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import orjson
@@ -19,6 +19,9 @@ from dead_letter.config import Settings
 from dead_letter.main import create_app
 from fnkit import Function
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.apps import serve_in_process
+from tests.support.sinks import Request, StreamServer
 
 SOURCE = "/tests/dead-letter"
 FAILED_AT = "http://item-processor.playbook.svc.cluster.local/"
@@ -86,59 +89,26 @@ def structured_dead_letter(
 
 
 @dataclass
-class Request:
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Broker:
-    """A real HTTP server standing in for the broker: records requests, answers `status`."""
+class Broker(StreamServer):
+    """The broker's ingress: records requests, accepts them or refuses them with `status`."""
 
     status: int = 202
     requests: list[Request] = field(default_factory=list)
     accepted: list[Request] = field(default_factory=list)
-    server: asyncio.Server | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/"
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
 
     def accepted_of_type(self, event_type: str) -> list[Request]:
         return [r for r in self.accepted if r.headers.get("ce-type") == event_type]
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")[1:]
-            headers = {
-                name.strip().lower(): value.strip()
-                for name, _, value in (line.partition(":") for line in lines if line)
-            }
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            self.requests.append(Request(headers, body))
-            if self.status < 300:
-                self.accepted.append(Request(headers, body))
-            reply = b"broker says no" if self.status >= 300 else b""
-            writer.write(
-                f"HTTP/1.1 {self.status} X\r\ncontent-length: {len(reply)}\r\n"
-                "connection: close\r\n\r\n".encode()
-                + reply
-            )
-            await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+    def reply(self, request: Request) -> bytes:
+        self.requests.append(request)
+        if self.status < 300:
+            self.accepted.append(request)
+        reply = b"broker says no" if self.status >= 300 else b""
+        return (
+            f"HTTP/1.1 {self.status} X\r\ncontent-length: {len(reply)}\r\n"
+            "connection: close\r\n\r\n".encode()
+            + reply
+        )
 
 
 def closed_port_url() -> str:
@@ -190,15 +160,10 @@ def settings_for(env: dict[str, str], **overrides: Any) -> Settings:
 async def serve(settings: Settings) -> AsyncIterator[Served]:
     """The service in this process: lifespan entered (ASGITransport does not), ready."""
     fn = create_app(settings)
-    async with fn.api.router.lifespan_context(fn.api):
-        transport = httpx.ASGITransport(app=cast(Any, fn))  # ASGI scope types differ
-        async with httpx.AsyncClient(transport=transport, base_url="http://dead-letter") as client:
-            deadline = time.monotonic() + 60
-            while (response := await client.get("/health/readiness")).status_code != 200:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"dead-letter not ready: {response.text}")
-                await asyncio.sleep(0.05)
-            yield Served(fn, client)
+    async with serve_in_process(
+        fn, base_url="http://dead-letter", raise_app_exceptions=True
+    ) as client:
+        yield Served(fn, client)
 
 
 async def eventually(check: Any, within: float = 20.0) -> None:
