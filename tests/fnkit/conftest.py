@@ -25,10 +25,8 @@ def mongo_app(service_env: dict[str, str]) -> Function[SampleSettings]:
 
 @pytest.fixture
 async def sink() -> AsyncIterator[Sink]:
-    server = Sink()
-    await server.start()
-    yield server
-    await server.close()
+    async with Sink() as server:
+        yield server
 
 
 @pytest.fixture

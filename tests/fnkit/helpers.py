@@ -20,6 +20,7 @@ from fnkit.logs import JsonFormatter
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fnkit.sample_functions import SampleSettings
+from tests.support.sinks import Request, StreamServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "/tests/fnkit"
@@ -186,57 +187,21 @@ def trace_parts(traceparent: str) -> tuple[str, str]:
 
 
 @dataclass
-class SinkRequest:
-    headers: dict[str, str]
-    body: bytes
+class Sink(StreamServer):
+    """The broker's ingress answering by `script`, then 202; records every attempt."""
 
-
-@dataclass
-class Sink:
-    """A real HTTP server standing in for the broker: answers by a script, counts attempts.
-
-    Each script entry is a status code, or "drop" to close the connection without answering.
-    When the script runs out it answers 202.
-    """
-
+    # An entry is a status code, or "drop" to close the connection without answering.
     script: list[int | str] = field(default_factory=list)
-    requests: list[SinkRequest] = field(default_factory=list)
-    server: asyncio.Server | None = None
+    requests: list[Request] = field(default_factory=list)
 
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        port = self.server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/"
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")[1:]
-            headers = {
-                name.strip().lower(): value.strip()
-                for name, _, value in (line.partition(":") for line in lines if line)
-            }
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            self.requests.append(SinkRequest(headers, body))
-            action = self.script.pop(0) if self.script else 202
-            if action != "drop":
-                reply = b'{"sink": "answer"}'
-                writer.write(
-                    f"HTTP/1.1 {action} Sink\r\ncontent-type: application/json\r\n"
-                    f"content-length: {len(reply)}\r\nconnection: close\r\n\r\n".encode()
-                    + reply
-                )
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+    def reply(self, request: Request) -> bytes | None:
+        self.requests.append(request)
+        action = self.script.pop(0) if self.script else 202
+        if action == "drop":
+            return None
+        reply = b'{"sink": "answer"}'
+        return (
+            f"HTTP/1.1 {action} Sink\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(reply)}\r\nconnection: close\r\n\r\n".encode()
+            + reply
+        )

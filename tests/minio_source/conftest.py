@@ -11,7 +11,5 @@ from tests.fnkit.helpers import Sink
 
 @pytest.fixture
 async def sink() -> AsyncIterator[Sink]:
-    server = Sink()
-    await server.start()
-    yield server
-    await server.close()
+    async with Sink() as server:
+        yield server
