@@ -180,3 +180,19 @@ async def test_stored_gauge_follows_stores_and_deletes(service: Served) -> None:
     await service.client.delete(f"/dead-letters/{await service.id_of(first)}")
 
     assert (stored, await gauge()) == (3, 2)
+
+
+@pytest.mark.parametrize("before", ["1e10", "99999999999", "0.5", "yesterday"])
+async def test_a_purge_cutoff_that_is_not_an_iso_date_is_refused(
+    service: Served, before: str
+) -> None:
+    # Found by schemathesis: pydantic read a number as seconds since 1970, so `1e10` (2286)
+    # purged every dead letter.
+    await _store_many(service, 2)
+
+    purged = await service.client.delete("/dead-letters", params={"before": before})
+    listed = await service.client.get("/dead-letters", params={"until": before})
+
+    assert (purged.status_code, listed.status_code) == (422, 422), purged.text
+    assert purged.json()["error"]["details"][0]["loc"] == ["query", "before"]
+    assert len((await service.client.get("/dead-letters")).json()["items"]) == 2

@@ -241,3 +241,32 @@ async def test_bad_bodies_get_422_before_anything_runs(steps: Steps) -> None:
 
 async def _events(sink: EventSink, n: int) -> bool:
     return len(sink.events) >= n
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("product_id", ""), ("product_id", "not-an-object-id"), ("unit_price_minor", False)],
+)
+async def test_a_priced_line_the_catalogue_cannot_have_written_is_a_422(
+    steps: Steps, field: str, value: Any
+) -> None:
+    # Found by schemathesis: an empty product_id crashed reserve-inventory with a 500.
+    await add_product(steps.db, "SHOE", stock=5)
+    order = await validated(steps, ("SHOE", 2))
+    order["lines"][0][field] = value
+
+    response = await steps.call("reserve-inventory", order)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["loc"][-1] == field
+    assert await steps.stock("SHOE") == 5
+
+
+async def test_a_total_given_as_a_boolean_is_a_422(steps: Steps) -> None:
+    await add_product(steps.db, "SHOE", stock=5)
+    order = {**await validated(steps, ("SHOE", 1)), "total_minor": False}
+
+    response = await steps.call("charge-payment", order)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["loc"][-1] == "total_minor"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from minio.helpers import check_bucket_name
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from bulk_jobs.store import Status
 
@@ -13,12 +14,20 @@ from bulk_jobs.store import Status
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 
 
+def _s3_bucket_name(name: str) -> str:
+    """The rest of S3's rules (no `..`, `.-` or `-.`, not an IP address): a 422, not a 500."""
+    check_bucket_name(name, strict=True)  # its ValueError becomes a validation error
+    return name
+
+
 class ObjectRef(BaseModel):
     """A JSON Lines object in MinIO: one JSON record per line."""
 
     model_config = ConfigDict(extra="forbid")
 
-    bucket: str = Field(pattern=BUCKET_PATTERN, examples=["uploads"])
+    bucket: Annotated[str, AfterValidator(_s3_bucket_name)] = Field(
+        pattern=BUCKET_PATTERN, examples=["uploads"]
+    )
     key: str = Field(min_length=1, max_length=1024, examples=["imports/products.jsonl"])
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fnkit import Unavailable
+from pydantic import BeforeValidator
 
 from dead_letter.models import (
     DeadLetter,
@@ -21,6 +23,16 @@ from dead_letter.service import DeadLetters
 from dead_letter.store import Filters
 
 router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
+
+
+def _iso_8601(value: object) -> object:
+    # pydantic would read `before=1e10` as seconds since 1970: a purge of everything.
+    if isinstance(value, str) and re.match(r"\d{4}-\d\d-\d\d", value):
+        return value
+    raise ValueError("expected an ISO 8601 date-time, such as 2026-01-31T12:00:00Z")
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_8601)]
 
 _ERROR = {
     "description": "See `error.message`.",
@@ -70,8 +82,8 @@ async def list_dead_letters(
     type: TypeQuery = None,
     source: SourceQuery = None,
     destination: DestinationQuery = None,
-    since: Annotated[datetime | None, Query(description="Dead-lettered at or after.")] = None,
-    until: Annotated[datetime | None, Query(description="Dead-lettered before.")] = None,
+    since: Annotated[IsoDatetime | None, Query(description="Dead-lettered at or after.")] = None,
+    until: Annotated[IsoDatetime | None, Query(description="Dead-lettered before.")] = None,
     limit: Annotated[int, Query(ge=1, description="Page size (at most MAX_PAGE_SIZE).")] = 50,
     cursor: Annotated[
         str | None, Query(max_length=64, description="`next_cursor` of the previous page.")
@@ -138,7 +150,7 @@ async def purge_dead_letters(
     type: TypeQuery = None,
     source: SourceQuery = None,
     destination: DestinationQuery = None,
-    before: Annotated[datetime | None, Query(description="Dead-lettered before.")] = None,
+    before: Annotated[IsoDatetime | None, Query(description="Dead-lettered before.")] = None,
 ) -> PurgeResult:
     filters = Filters(type, source, destination, until=_utc(before))
     return PurgeResult(deleted=await service.purge(filters))

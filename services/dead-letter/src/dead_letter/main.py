@@ -8,6 +8,7 @@ import contextlib
 import httpx
 from fnkit import CloudEvent, Context, Function
 from fnkit.events import received_message
+from fnkit.rest import install as install_rest
 
 from dead_letter.api import router
 from dead_letter.config import Settings
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> Function[Settings]:
         if service is not None:
             await service.http.aclose()
 
+    install_rest(fn.api, max_body_bytes=lambda: fn.settings.max_event_bytes)
     fn.api.include_router(router)
     return fn
 

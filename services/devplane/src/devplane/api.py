@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query
 from fnkit import NotFound
+from fnkit.rest import error_responses
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
@@ -47,13 +48,22 @@ def router(plane: Plane) -> APIRouter:
     async def list_cron() -> dict[str, Any]:
         return {"jobs": [plane.cron.view(name) for name in plane.cron.jobs]}
 
-    @api.get("/cron/{name}", tags=["cron"], summary="One CronJob and its recent runs.")
+    @api.get(
+        "/cron/{name}",
+        tags=["cron"],
+        summary="One CronJob and its recent runs.",
+        responses=error_responses(404),
+    )
     async def show_cron(name: str) -> dict[str, Any]:
         _job(plane, name)
         return plane.cron.view(name)
 
     @api.post(
-        "/cron/{name}/run", tags=["cron"], status_code=202, summary="Start a run of the job now."
+        "/cron/{name}/run",
+        tags=["cron"],
+        status_code=202,
+        summary="Start a run of the job now.",
+        responses=error_responses(404),
     )
     async def run_cron(name: str) -> dict[str, Any]:
         _job(plane, name)

@@ -19,6 +19,7 @@ import orjson
 from fnkit import Context, Function, PayloadTooLarge, Unavailable
 from fnkit.errors import error_response
 from fnkit.events import parse_event
+from fnkit.rest import install as install_rest
 
 from devplane.api import router
 from devplane.broker import Broker, binary_message
@@ -98,6 +99,7 @@ class DevplaneApp:
             description="Local Knative Broker, Triggers, CronJobs and Argo workflow runner "
             "for make dev, compose and tests.",
         )
+        install_rest(self.function.api, max_body_bytes=settings.max_event_bytes)
         self.function.api.include_router(router(plane))
         self.function.api.include_router(workflow_router(plane.workflows))
 

@@ -9,6 +9,7 @@ shape per route.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -110,7 +111,7 @@ class BodyLimit:
     while reading a body into a 400.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int | Callable[[], int]) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
@@ -118,7 +119,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_bytes
+        limit = self.max_bytes() if callable(self.max_bytes) else self.max_bytes
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
         if declared.isdigit() and int(declared) > limit:
             problem = error_response(
@@ -154,8 +155,53 @@ class BodyLimit:
         await self.app(scope, limited_receive, send)
 
 
-def install(api: FastAPI, *, max_body_bytes: int) -> None:
-    """Limit request bodies, and answer validation and HTTP errors with the contract's body."""
+def _documented(api: FastAPI) -> Callable[[], dict[str, Any]]:
+    """`api.openapi` that also documents what `install` answers on every route.
+
+    A route taking a body can get 400 (not JSON) and 413 (over the limit) without naming them,
+    and FastAPI documents its own validation body for 422, which `install` replaces: the
+    document must say what clients really get.
+    """
+    build = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is not None:
+            return api.openapi_schema
+        schema = build()
+        error = {"$ref": "#/components/schemas/ErrorBody"}
+        for methods in schema.get("paths", {}).values():
+            for operation in methods.values():
+                responses = operation.get("responses", {})
+                if "requestBody" in operation:
+                    for status in (400, 413):
+                        responses.setdefault(
+                            str(status),
+                            {
+                                "description": HTTPStatus(status).phrase,
+                                "content": {"application/json": {"schema": error}},
+                            },
+                        )
+                invalid = responses.get("422", {}).get("content", {}).get("application/json", {})
+                if invalid.get("schema") == {"$ref": "#/components/schemas/HTTPValidationError"}:
+                    invalid["schema"] = error
+                operation["responses"] = dict(sorted(responses.items()))
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        body = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in {**body.pop("$defs", {}), "ErrorBody": body}.items():
+            components.setdefault(name, definition)
+        api.openapi_schema = schema
+        return schema
+
+    return openapi
+
+
+def install(api: FastAPI, *, max_body_bytes: int | Callable[[], int]) -> None:
+    """Limit request bodies, and answer validation and HTTP errors with the contract's body.
+
+    `max_body_bytes` may be a callable, read per request: an app built at import time need
+    not read its settings (and refuse placeholder secrets) before it serves.
+    """
     api.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(HTTPException, _http_error)
+    api.openapi = _documented(api)  # type: ignore[method-assign]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fnkit import Function
+from fnkit.rest import install as install_rest
 
 from minio_source.api.routes.webhook import router
 from minio_source.config import Settings
@@ -18,6 +19,7 @@ def create_app(settings: Settings | None = None) -> Function[Settings]:
             "CloudEvent (type io.minio.s3.<EventName>) posted to K_SINK."
         ),
     )
+    install_rest(fn.api, max_body_bytes=lambda: fn.settings.max_event_bytes)
     fn.api.include_router(router)
     return fn
 

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 MAX_LINES: Final = 50
 
-OrderId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{24}$")]
+ObjectIdHex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{24}$")]
+OrderId = ObjectIdHex
 Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 Quantity = Annotated[int, Field(ge=1, le=1000, strict=True)]
 
@@ -43,16 +44,18 @@ class PlacedOrder(_Model):
 
 
 class PricedLine(Line):
-    product_id: str
+    product_id: ObjectIdHex
     name: str
-    unit_price_minor: int = Field(description="Hundredths of the currency, as products-api.")
+    unit_price_minor: int = Field(
+        strict=True, description="Hundredths of the currency, as products-api."
+    )
 
 
 class ValidatedOrder(PlacedOrder):
     """The order as validate answers it: priced from the catalogue, in one currency."""
 
     lines: Annotated[list[PricedLine], Field(min_length=1, max_length=MAX_LINES)]  # type: ignore[assignment]
-    total_minor: int
+    total_minor: int = Field(strict=True)
     currency: str
 
 

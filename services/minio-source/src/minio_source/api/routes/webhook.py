@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
 from fnkit import ContextDep, PayloadTooLarge, UnsupportedMediaType
@@ -21,11 +21,18 @@ class Accepted(BaseModel):
     ids: list[str]
 
 
-@router.api_route(
+_PROBED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Reachable (an empty answer).", "content": {}}
+}
+
+
+@router.get(
     "/webhook",
-    methods=["GET", "HEAD"],
     summary="Reachability check (older MinIO releases probe the endpoint before posting).",
+    response_class=Response,
+    responses=_PROBED,
 )
+@router.head("/webhook", summary="Reachability check.", response_class=Response, responses=_PROBED)
 async def probe() -> Response:
     return Response(status_code=200)
 
