@@ -1,0 +1,646 @@
+"""REST: products-api's GET-by-id and POST against a bare handler making the same PyMongo call.
+
+Both servers run one process pinned to one core, on uvicorn with uvloop and httptools, against
+the same real MongoDB-protocol server (FerretDB here; mongod where installed). The baseline,
+bench/baselines/bare_rest.py, is a bare ASGI app with one AsyncMongoClient: the same `find_one`
+by `_id` and `insert_one` of the same document (outbox entry included), the same JSON answers,
+and nothing else. The ratio is what products-api's framework (fnkit, FastAPI), validation,
+ETag, outbox relay (it posts every created event to the broker and pops it from the document)
+and metrics cost on top of the database call.
+
+`wrk` (one thread, fixed connections) runs on the other core with the database server and a
+broker stand-in (bench/baselines/bare_asgi.py as K_SINK); GETs cycle over seeded products,
+POSTs create products with fresh skus (bench/wrk/rest.lua). Each target gets its own database
+holding the same seeded products and the same indexes. Rounds are interleaved (every target
+once per round, order rotated, a fresh server each time); ratios are medians of per-round
+ratios. CPU per request is counted until products-api's outbox has sent every event of the
+run, so work deferred past the answer is included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Final
+
+import psutil
+from devplane.servers import MongoServer, mongo_server
+
+from bench.common import (
+    BENCH,
+    RESULTS,
+    VENV_BIN,
+    Cores,
+    Server,
+    Target,
+    header,
+    load_average,
+    median,
+    pin_self,
+    write_json,
+)
+
+LUA: Final = BENCH / "wrk" / "rest.lua"
+DB: Final = "bench_rest"
+OPS: Final = ("get", "post")
+GOAL: Final = 0.8  # issue 11: products-api >= 0.8x the bare handler
+SAMPLE_ID_FILE: Final = "ids.txt"
+
+
+@dataclass(frozen=True)
+class Params:
+    rounds: int = 5
+    seconds: int = 10
+    warmup: int = 2
+    connections: int = 64
+    products: int = 1000  # seeded, read round robin by the GET runs
+
+
+@dataclass(frozen=True)
+class Sample:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu: float  # share of one core the server used while wrk ran
+    server_us: float  # server CPU per request, until its outbox was empty
+    db_us: float  # the database server's CPU per request, likewise
+    sink_us: float  # the broker stand-in's CPU per request
+    wrk_cpu: float  # share of one core wrk used
+    requests: int
+    timeouts: int
+    drain_s: float  # after wrk stopped, until no product had an event left to send
+
+
+def targets() -> list[Target]:
+    uvicorn_flags = ("--loop", "uvloop", "--http", "httptools", "--no-access-log")
+    return [
+        Target(
+            "products-api",
+            "products-api",
+            (
+                str(VENV_BIN / "fnkit-serve"),
+                "products_api.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "{port}",
+            ),
+            note="fnkit-serve products_api.main:app (fnkit + FastAPI, pydantic validation, "
+            "ETag, outbox relay posting each created event to the broker, metrics, JSON logs "
+            "at INFO)",
+        ),
+        Target(
+            "bare",
+            "bare ASGI + PyMongo",
+            (
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.baselines.bare_rest:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "{port}",
+                *uvicorn_flags,
+                "--lifespan",
+                "on",
+                "--log-level",
+                "warning",
+            ),
+            note="bench/baselines/bare_rest.py on uvicorn (uvloop, httptools): the same "
+            "find_one / insert_one and JSON, no validation, no outbox sending, no metrics or logs",
+        ),
+    ]
+
+
+def _pin_process(pid: int, core: int | None) -> None:
+    """Pin every thread of a running process (Go servers start theirs early)."""
+    if core is None:
+        return
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(task.name), {core})
+
+
+def _cpu(pid: int) -> float:
+    total = 0.0
+    with contextlib.suppress(psutil.Error):
+        parent = psutil.Process(pid)
+        for proc in [parent, *parent.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+    return total
+
+
+def _request(
+    port: int, method: str, path: str, body: bytes | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def _wait_ready(server: Server, product_id: str, timeout: float = 60.0) -> None:
+    """Until a seeded product reads 200 (products-api answers 503 while it creates indexes)."""
+    assert server.process is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.target.label} exited:\n{server.tail()}")
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            if _request(server.port, "GET", f"/products/{product_id}")[0] == 200:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{server.target.label} not ready after {timeout}s:\n{server.tail()}")
+
+
+class Bench:
+    """The database server, the broker stand-in, the seeded databases, and the runs."""
+
+    def __init__(self, root: Path, cores: Cores, params: Params) -> None:
+        self.root = root
+        self.cores = cores
+        self.params = params
+        self.mongo: MongoServer = mongo_server(root)
+        self.sink = Server(
+            Target(
+                "sink",
+                "broker stand-in",
+                (
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "bench.baselines.bare_asgi:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "{port}",
+                    "--loop",
+                    "uvloop",
+                    "--http",
+                    "httptools",
+                    "--no-access-log",
+                    "--lifespan",
+                    "off",
+                    "--log-level",
+                    "warning",
+                ),
+            ),
+            Cores(cores.load, cores.load),  # on the load generator's core, off the server's
+        )
+        self.ids: list[str] = []
+        self.ids_file = root / SAMPLE_ID_FILE
+
+    def database(self, key: str) -> str:
+        return f"{DB}_{key.replace('-', '_')}"
+
+    def env(self, key: str) -> dict[str, str]:
+        return {
+            "ENVIRONMENT": "dev",
+            "LOG_LEVEL": "INFO",
+            "MONGO_URL": self.mongo.url,
+            "MONGO_DB": self.database(key),
+            "K_SINK": f"http://127.0.0.1:{self.sink.port}/",
+        }
+
+    def start(self) -> None:
+        self.mongo.start()
+        assert self.mongo.process is not None
+        _pin_process(self.mongo.process.pid, self.cores.load)
+        self.sink.start()
+        self.sink.wait_answered()
+        asyncio.run(self.seed())
+        self.ids_file.write_text("".join(f"{i}\n" for i in self.ids))
+
+    def stop(self) -> None:
+        self.sink.stop()
+        self.mongo.stop()
+
+    async def seed(self) -> None:
+        """The same products, written by products-api's own store, in every target's database."""
+        from fnkit import CloudEvent, new_event
+        from products_api.models import PRODUCT_EXAMPLE, ProductIn
+        from products_api.outbox import ProductOutbox
+        from products_api.store import COLLECTION, ProductStore
+        from pymongo import AsyncMongoClient
+
+        async def no_emit(event: CloudEvent) -> None:
+            return None
+
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.mongo.url, tz_aware=True)
+        try:
+            docs: list[dict[str, Any]] = []
+            for target in targets():
+                collection = client[self.database(target.key)][COLLECTION]
+                relay = ProductOutbox(collection, no_emit, grace_seconds=60, interval_seconds=3600)
+                store = ProductStore(
+                    collection,
+                    relay,
+                    lambda type, data=None, **kw: new_event(type, "/b", data, **kw),
+                )
+                await store.create_indexes()
+                if not docs:
+                    for n in range(self.params.products):
+                        product = ProductIn.model_validate(
+                            {**PRODUCT_EXAMPLE, "sku": f"SEED-{n:05d}", "stock": n}
+                        )
+                        await store.create(product)
+                    await relay.flush()
+                    docs = await collection.find().sort("_id", 1).to_list()
+                    self.ids = [str(doc["_id"]) for doc in docs]
+                else:
+                    await collection.insert_many(docs)
+        finally:
+            await client.close()
+
+    async def _pending(self, key: str) -> int:
+        from pymongo import AsyncMongoClient
+
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.mongo.url)
+        try:
+            collection = client[self.database(key)]["products"]
+            return await collection.count_documents({"outbox.0": {"$exists": True}})
+        finally:
+            await client.close()
+
+    async def _forget_created(self, key: str) -> None:
+        from pymongo import AsyncMongoClient
+
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.mongo.url)
+        try:
+            await client[self.database(key)]["products"].delete_many({"sku": {"$regex": "^B"}})
+        finally:
+            await client.close()
+
+    def forget_created(self, key: str) -> None:
+        """Remove the products a POST run created: every round starts with the seeded ones.
+
+        FerretDB's writes by `_id` read the whole collection, so a collection growing from
+        round to round would make later rounds slower for reasons of its own.
+        """
+        asyncio.run(self._forget_created(key))
+
+    def drain(self, target: Target, timeout: float = 300.0) -> float:
+        """Seconds until products-api's outbox has sent everything (0 for the baseline)."""
+        if target.key != "products-api":
+            return 0.0
+        started = time.perf_counter()
+        while asyncio.run(self._pending(target.key)):
+            if time.perf_counter() - started > timeout:
+                raise RuntimeError("products-api's outbox did not drain")
+            time.sleep(0.1)
+        return time.perf_counter() - started
+
+    def wrk(self, port: int, op: str, seconds: int) -> tuple[dict[str, Any], float]:
+        wrk = shutil.which("wrk")
+        if wrk is None:
+            raise SystemExit("wrk is not installed: apt-get install -y wrk")
+        script_args = ["get", str(self.ids_file)] if op == "get" else ["post", _sku_prefix()]
+        argv = self.cores.pin(
+            self.cores.load,
+            [
+                wrk,
+                "-t1",
+                f"-c{self.params.connections}",
+                f"-d{seconds}s",
+                "--timeout",
+                "5s",
+                "-s",
+                str(LUA),
+                f"http://127.0.0.1:{port}",
+                "--",
+                *script_args,
+            ],
+        )
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        result = json.loads(out.strip().splitlines()[-1])
+        errors = sum(
+            result[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors")
+        )
+        if errors:
+            raise RuntimeError(f"wrk saw errors ({op} on port {port}): {result}")
+        return result, cpu
+
+    @contextlib.contextmanager
+    def serving(self, target: Target) -> Iterator[Server]:
+        server = Server(target, self.cores, env=self.env(target.key))
+        server.start()
+        try:
+            _wait_ready(server, self.ids[0])
+            yield server
+        finally:
+            server.stop()
+
+    def measure(self, target: Target) -> dict[str, Sample]:
+        """A fresh server: warm-up and run for GET, then for POST."""
+        samples = {}
+        assert self.mongo.process is not None
+        db_pid, sink_pid = self.mongo.process.pid, self.sink.process.pid if self.sink.process else 0
+        with self.serving(target) as server:
+            for op in OPS:
+                self.wrk(server.port, op, self.params.warmup)
+                self.drain(target)
+                if op == "post":
+                    self.forget_created(target.key)
+                cpu_before = server.cpu_seconds()
+                db_before, sink_before = _cpu(db_pid), _cpu(sink_pid)
+                result, wrk_cpu = self.wrk(server.port, op, self.params.seconds)
+                cpu_run = server.cpu_seconds()
+                drain_s = self.drain(target)
+                cpu_after = server.cpu_seconds()
+                db_after, sink_after = _cpu(db_pid), _cpu(sink_pid)
+                seconds = result["duration_us"] / 1e6
+                count = max(result["requests"], 1)
+                samples[op] = Sample(
+                    rps=result["requests"] / seconds,
+                    p50_ms=result["p50_us"] / 1000,
+                    p99_ms=result["p99_us"] / 1000,
+                    server_cpu=(cpu_run - cpu_before) / seconds,
+                    server_us=(cpu_after - cpu_before) / count * 1e6,
+                    db_us=(db_after - db_before) / count * 1e6,
+                    sink_us=(sink_after - sink_before) / count * 1e6,
+                    wrk_cpu=wrk_cpu / seconds,
+                    requests=result["requests"],
+                    timeouts=result["timeouts"],
+                    drain_s=drain_s,
+                )
+                if op == "post":
+                    self.forget_created(target.key)
+        return samples
+
+    def check_answers(self) -> None:
+        """Both answer a read with the same body and ETag, and a create with the same shape."""
+        answers = {}
+        for target in targets():
+            with self.serving(target) as server:
+                got = _request(server.port, "GET", f"/products/{self.ids[0]}")
+                body = json.dumps({"sku": f"CHECK-{target.key}", **_EXAMPLE_REST})
+                created = _request(server.port, "POST", "/products", body.encode())
+                missing = _request(server.port, "GET", "/products/" + "0" * 24)
+                answers[target.key] = (got, created, missing)
+        (api_get, api_post, api_404), (bare_get, bare_post, bare_404) = answers.values()
+        if (api_get[0], json.loads(api_get[2]), api_get[1]["etag"]) != (
+            bare_get[0],
+            json.loads(bare_get[2]),
+            bare_get[1]["etag"],
+        ):
+            raise RuntimeError(f"GET answers differ: {api_get} {bare_get}")
+        shapes = [
+            {k: v for k, v in json.loads(c[2]).items() if k not in _PER_CREATE}
+            for c in (api_post, bare_post)
+        ]
+        if (api_post[0], bare_post[0]) != (201, 201) or shapes[0] != shapes[1]:
+            raise RuntimeError(f"POST answers differ: {api_post} {bare_post}")
+        if api_404[0] != 404 or bare_404[0] != 404:
+            raise RuntimeError(f"unknown ids: {api_404} {bare_404}")
+
+
+_PER_CREATE: Final = ("id", "sku", "created_at", "updated_at")
+_EXAMPLE_REST: Final = {
+    "name": "Red running shoe",
+    "description": "Lightweight, size 42.",
+    "price": "89.90",
+    "currency": "EUR",
+    "stock": 12,
+    "tags": ["shoes", "running"],
+}
+
+
+def _sku_prefix() -> str:
+    return f"B{uuid.uuid4().hex[:10]}"
+
+
+def run(params: Params) -> dict[str, Any]:
+    cores = Cores.pick()
+    pin_self(cores)
+    load_before = load_average()
+    chosen = targets()
+    samples: dict[str, dict[str, list[Sample]]] = {t.key: {op: [] for op in OPS} for t in chosen}
+    loads = [load_before]
+    with tempfile.TemporaryDirectory(prefix="bench-rest-") as tmp:
+        bench = Bench(Path(tmp), cores, params)
+        try:
+            bench.start()
+            bench.check_answers()
+            for round_no in range(params.rounds):
+                shift = round_no % len(chosen)
+                for target in chosen[shift:] + chosen[:shift]:
+                    for op, sample in bench.measure(target).items():
+                        samples[target.key][op].append(sample)
+                        print(
+                            f"round {round_no + 1}/{params.rounds} {target.label:<20} {op:<4} "
+                            f"{sample.rps:7.0f} req/s  p50 {sample.p50_ms:6.2f} ms  "
+                            f"p99 {sample.p99_ms:6.2f} ms  server {sample.server_us:5.0f} us/req "
+                            f"({sample.server_cpu:4.0%})  db {sample.db_us:5.0f} us/req  "
+                            f"wrk {sample.wrk_cpu:4.0%}  drain {sample.drain_s:.1f} s  "
+                            f"load {load_average()}",
+                            flush=True,
+                        )
+                    loads.append(load_average())
+            flavour = bench.mongo.binary.resolve().name
+        finally:
+            bench.stop()
+    payload = {
+        "params": asdict(params),
+        "cores": asdict(cores),
+        "load_before": load_before,
+        "load_after": load_average(),
+        "loads": loads,
+        "versions": _versions(flavour),
+        "targets": {
+            t.key: {
+                "label": t.label,
+                "note": t.note,
+                "samples": {op: [asdict(s) for s in samples[t.key][op]] for op in OPS},
+            }
+            for t in chosen
+        },
+    }
+    write_json("rest", payload)
+    write_markdown(payload)
+    return payload
+
+
+def _versions(flavour: str) -> dict[str, str]:
+    found = {"python": platform.python_version(), "MongoDB-protocol server": flavour}
+    for name in (
+        "fnkit",
+        "products-api",
+        "fastapi",
+        "starlette",
+        "pydantic",
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "pymongo",
+        "orjson",
+    ):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "-"
+    wrk = shutil.which("wrk")
+    if wrk:
+        out = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout.split()
+        found["wrk"] = out[1] if out[:1] == ["wrk"] else "?"
+    return found
+
+
+def _per_cpu(sample: dict[str, Any]) -> float:
+    """Requests per CPU-second of the server (deferred outbox work included)."""
+    return float(1e6 / sample["server_us"]) if sample["server_us"] else 0.0
+
+
+def paired_ratio(payload: dict[str, Any], op: str, per_cpu: bool = False) -> float:
+    """Median over rounds of products-api's figure over the baseline's."""
+    api = payload["targets"]["products-api"]["samples"][op]
+    bare = payload["targets"]["bare"]["samples"][op]
+    if per_cpu:
+        return median([_per_cpu(a) / _per_cpu(b) for a, b in zip(api, bare, strict=True)])
+    return median([a["rps"] / b["rps"] for a, b in zip(api, bare, strict=True)])
+
+
+def summary(samples: list[dict[str, Any]]) -> dict[str, float]:
+    rps = [s["rps"] for s in samples]
+    return {
+        "rps": median(rps),
+        "rps_min": min(rps),
+        "rps_max": max(rps),
+        "p50_ms": median([s["p50_ms"] for s in samples]),
+        "p99_ms": median([s["p99_ms"] for s in samples]),
+        "server_cpu": median([s["server_cpu"] for s in samples]),
+        "per_cpu": median([_per_cpu(s) for s in samples]),
+        "server_us": median([s["server_us"] for s in samples]),
+        "db_us": median([s["db_us"] for s in samples]),
+        "sink_us": median([s["sink_us"] for s in samples]),
+        "wrk_cpu": max(s["wrk_cpu"] for s in samples),
+        "drain_s": max(s["drain_s"] for s in samples),
+    }
+
+
+def write_markdown(payload: dict[str, Any]) -> None:
+    cores = Cores(**payload["cores"])
+    params = Params(**payload["params"])
+    targets_ = payload["targets"]
+    lines = header(
+        "REST: products-api against a bare handler with the same PyMongo call, one core",
+        cores,
+        payload["load_before"],
+        payload["load_after"],
+        payload["versions"],
+    )
+    lines = [
+        f"- Pinning: server on core {cores.server}; wrk, the database server, the broker "
+        f"stand-in and the harness on core {cores.load}"
+        if line.startswith("- Pinning") and cores.server is not None
+        else line
+        for line in lines
+    ]
+    lines += [
+        f"- Parameters: wrk, 1 thread, {params.connections} connections, {params.seconds} s per "
+        f"run after a {params.warmup} s warm-up, {params.rounds} rounds interleaved, a fresh "
+        f"server per round; GET cycles over {params.products:,} seeded products, POST creates "
+        "the README's example product with a new sku each time (bench/wrk/rest.lua); "
+        "products-api logs at INFO and sends every created event to the broker stand-in",
+        f"- Load average after each round: {', '.join(payload['loads'][1:])}",
+        "",
+        "| target | op | req/s (median) | min - max | p50 ms | p99 ms | server CPU "
+        "| req per CPU-second | server CPU us/req | database CPU us/req |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    stats = {k: {op: summary(e["samples"][op]) for op in OPS} for k, e in targets_.items()}
+    for op in OPS:
+        for key, entry in targets_.items():
+            s = stats[key][op]
+            lines.append(
+                f"| {entry['label']} | {op.upper()} | {s['rps']:,.0f} "
+                f"| {s['rps_min']:,.0f} - {s['rps_max']:,.0f} | {s['p50_ms']:.2f} "
+                f"| {s['p99_ms']:.2f} | {s['server_cpu']:.0%} | {s['per_cpu']:,.0f} "
+                f"| {s['server_us']:,.0f} | {s['db_us']:,.0f} |"
+            )
+    lines += [
+        "",
+        "| products-api against the bare handler | by req/s | by req per CPU-second | goal |",
+        "|---|---:|---:|---|",
+    ]
+    for op in OPS:
+        by_rps, by_cpu = paired_ratio(payload, op), paired_ratio(payload, op, per_cpu=True)
+        verdict = "met" if min(by_rps, by_cpu) >= GOAL else "missed"
+        lines.append(
+            f"| {op.upper()} | {by_rps:.2f}x | {by_cpu:.2f}x | >= {GOAL:.2f}x: {verdict} |"
+        )
+    api_post, bare_post = stats["products-api"]["post"], stats["bare"]["post"]
+    api_get, bare_get = stats["products-api"]["get"], stats["bare"]["get"]
+    wrk_cpu = max(s["wrk_cpu"] for per_op in stats.values() for s in per_op.values())
+    lines += [
+        "",
+        "Ratios are medians of per-round ratios. Server CPU is the share of its core the "
+        "server used while wrk ran; req per CPU-second and the CPU per request count the "
+        "server's CPU until its outbox had sent every event of the run "
+        f"(at most {api_post['drain_s']:.1f} s after wrk stopped), the figure least "
+        f"disturbed by the machine's other work. wrk used at most {wrk_cpu:.0%} of its core.",
+        "",
+        "Where the time goes: a read costs the database server "
+        f"{bare_get['db_us']:,.0f} us of CPU against the bare handler's "
+        f"{bare_get['server_us']:,.0f} us and products-api's {api_get['server_us']:,.0f} us; "
+        "a create costs it "
+        f"{bare_post['db_us']:,.0f} us (bare) and {api_post['db_us']:,.0f} us (products-api: "
+        "the insert, then the outbox's pop once the event is sent) against the handlers' "
+        f"{bare_post['server_us']:,.0f} us and {api_post['server_us']:,.0f} us. The broker "
+        f"stand-in took {api_post['sink_us']:,.0f} us per products-api create. With the "
+        "database server sharing the load generator's core, req/s is set by whichever core "
+        "fills first; req per CPU-second compares the handlers alone.",
+        "",
+        "Targets:",
+        "",
+        *(f"- **{e['label']}**: {e['note']}" for e in targets_.values()),
+        "",
+        "Reproduce: `uv run python -m bench.rest` (`--rounds`, `--seconds`, `--connections`).",
+    ]
+    (RESULTS / "rest.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.rest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--rounds", type=int, default=Params.rounds)
+    parser.add_argument("--seconds", type=int, default=Params.seconds)
+    parser.add_argument("--warmup", type=int, default=Params.warmup)
+    parser.add_argument("--connections", type=int, default=Params.connections)
+    parser.add_argument("--products", type=int, default=Params.products)
+    args = parser.parse_args(argv)
+    params = Params(args.rounds, args.seconds, args.warmup, args.connections, args.products)
+    run(params)
+    print(f"wrote {RESULTS / 'rest.md'}")
+
+
+if __name__ == "__main__":
+    main()
