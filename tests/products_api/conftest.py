@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-import httpx
 import pytest
 from devplane.servers import MongoServer
 from products_api.core.config import Settings
 from products_api.main import create_app
 
-from tests.products_api.helpers import Api, EventSink, wait_for
+from tests.products_api.helpers import Api
+from tests.support.apps import outbox_app_settings, serve_in_process
+from tests.support.sinks import EventSink
 
 
 @pytest.fixture
@@ -28,34 +29,16 @@ ApiFactory = Callable[..., AbstractAsyncContextManager[Api]]
 
 @pytest.fixture
 def make_api(mongo_server: MongoServer, mongo_db_name: str, sink: EventSink) -> ApiFactory:
-    """`async with make_api(**settings) as api`: the app on the test's database, sinking to `sink`.
-
-    The periodic sweep is slowed right down unless a test asks otherwise, so that only the
-    sends a test triggers happen.
-    """
+    """`async with make_api(**settings) as api`: the app on the test's database and `sink`."""
 
     @asynccontextmanager
     async def start(**overrides: Any) -> AsyncIterator[Api]:
         settings = Settings(
-            **{
-                "environment": "dev",
-                "mongo_url": mongo_server.url,
-                "mongo_db": mongo_db_name,
-                "mongo_timeout_seconds": 1.0,
-                "k_sink": sink.url,
-                "emit_attempts": 1,
-                "outbox_sweep_interval_seconds": 3600,
-                "outbox_grace_seconds": 0,
-                **overrides,
-            }
+            **outbox_app_settings(mongo_server.url, mongo_db_name, sink.url, **overrides)
         )
         fn = create_app(settings)
-        async with fn.api.router.lifespan_context(fn.api):
-            # Like a real server: the response the app sent, even when it also raised afterwards.
-            transport = httpx.ASGITransport(app=fn, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-                await wait_for(lambda: _ready(client), "the app to become ready")
-                yield Api(fn, client)
+        async with serve_in_process(fn, base_url="http://api") as client:
+            yield Api(fn, client)
 
     return start
 
@@ -64,7 +47,3 @@ def make_api(mongo_server: MongoServer, mongo_db_name: str, sink: EventSink) -> 
 async def api(make_api: ApiFactory) -> AsyncIterator[Api]:
     async with make_api() as started:
         yield started
-
-
-async def _ready(client: httpx.AsyncClient) -> bool:
-    return (await client.get("/health/readiness")).status_code == 200

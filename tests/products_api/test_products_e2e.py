@@ -13,7 +13,9 @@ import pytest
 from devplane.servers import FunctionProcess, free_port
 from fnkit import event_data
 
-from tests.products_api.helpers import PRODUCT, EventSink, wait_for
+from tests.products_api.helpers import PRODUCT
+from tests.support.sinks import EventSink
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,9 @@ import pytest
 from bson import ObjectId
 from fnkit import event_data
 
-from tests.products_api.helpers import PRODUCT, Api, EventSink, wait_for
+from tests.products_api.helpers import PRODUCT, Api
+from tests.support.sinks import EventSink
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
