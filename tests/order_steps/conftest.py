@@ -15,7 +15,8 @@ from fnkit import Function
 from order_steps.config import Settings
 from order_steps.main import create_app
 
-from tests.products_api.helpers import EventSink, wait_for
+from tests.support.apps import outbox_app_settings, serve_in_process
+from tests.support.sinks import EventSink
 
 
 class Steps:
@@ -76,10 +77,8 @@ def placed(*lines: tuple[str, int], pay_with: str = "tok_approve") -> dict[str, 
 
 @pytest.fixture
 async def sink() -> AsyncIterator[EventSink]:
-    server = EventSink()
-    await server.start()
-    yield server
-    await server.stop()
+    async with EventSink() as server:
+        yield server
 
 
 @pytest.fixture
@@ -87,24 +86,8 @@ async def steps(
     mongo_server: MongoServer, mongo_db_name: str, mongo_db: Any, sink: EventSink
 ) -> AsyncIterator[Steps]:
     settings = Settings.model_validate(
-        {
-            "environment": "dev",
-            "mongo_url": mongo_server.url,
-            "mongo_db": mongo_db_name,
-            "mongo_timeout_seconds": 1.0,
-            "k_sink": sink.url,
-            "emit_attempts": 1,
-            "outbox_sweep_interval_seconds": 3600,
-            "outbox_grace_seconds": 0,
-        }
+        outbox_app_settings(mongo_server.url, mongo_db_name, sink.url)
     )
     fn = create_app(settings)
-    async with fn.api.router.lifespan_context(fn.api):
-        transport = httpx.ASGITransport(app=fn, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://steps") as client:
-            await wait_for(lambda: _ready(client), "order-steps to become ready")
-            yield Steps(fn, client, mongo_db)
-
-
-async def _ready(client: httpx.AsyncClient) -> bool:
-    return (await client.get("/health/readiness")).status_code == 200
+    async with serve_in_process(fn, base_url="http://steps") as client:
+        yield Steps(fn, client, mongo_db)
