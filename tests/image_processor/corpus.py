@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import io
+import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +59,87 @@ def exif_with(orientation: int | None = None, gps: bool = False) -> Image.Exif:
 def bomb() -> bytes:
     """100 megapixels of 1-bit zeros: a few kilobytes on disk, 400 MB once decoded as RGBA."""
     return encode(Image.new("1", (10_000, 10_000)), "PNG", optimize=False)
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_by_hand(width: int, height: int, *, before: bytes = b"") -> bytes:
+    """An 8-bit greyscale PNG whose header says `width` x `height`; its pixels are 8x8 at most."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = b"".join(b"\x00" + b"\x80" * min(width, 8) for _ in range(min(height, 8)))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + before
+        + png_chunk(b"IDAT", zlib.compress(rows))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def zeros_deflated(size: int) -> bytes:
+    """`size` zero bytes, deflated (about a thousandth of it), without holding them in memory."""
+    packer = zlib.compressobj(9)
+    block = b"\x00" * (1 << 20)
+    return b"".join(packer.compress(block) for _ in range(size >> 20)) + packer.flush()
+
+
+def text_bomb(kind: bytes) -> bytes:
+    """A zTXt or iCCP chunk that inflates to 64 MiB, before the pixels (8x8, valid)."""
+    chunk = png_chunk(kind, b"Comment\x00\x00" + zeros_deflated(64 << 20))
+    return png_by_hand(8, 8, before=chunk)
+
+
+def gif_with_screen(width: int, height: int) -> bytes:
+    """A 4x4 GIF whose logical screen (the size Pillow reports) is `width` x `height`."""
+    data = bytearray(encode(Image.new("P", (4, 4)), "GIF"))
+    data[6:10] = struct.pack("<HH", width, height)
+    return bytes(data)
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A 16x16 JPEG whose frame header (SOF) says `width` x `height`."""
+    data = bytearray(encode(Image.new("RGB", (16, 16), RED), "JPEG"))
+    at = 2
+    while data[at + 1] not in (0xC0, 0xC1, 0xC2):  # walk the segments to the frame header
+        at += 2 + struct.unpack(">H", data[at + 2 : at + 4])[0]
+    data[at + 5 : at + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def webp_canvas(width: int, height: int) -> bytes:
+    """A three-frame 16x16 animated WebP whose canvas (VP8X) says `width` x `height`."""
+    frames = [Image.new("RGB", (16, 16), (n * 80, 0, 0)) for n in range(3)]
+    data = bytearray(encode(frames[0], "WEBP", save_all=True, append_images=frames[1:]))
+    assert data[12:16] == b"VP8X"
+    data[24:27] = (width - 1).to_bytes(3, "little")
+    data[27:30] = (height - 1).to_bytes(3, "little")
+    return bytes(data)
+
+
+def tiff_claiming(width: int, height: int) -> bytes:
+    """An 8x8 TIFF whose ImageWidth and ImageLength tags say `width` x `height`."""
+    data = bytearray(encode(Image.new("L", (8, 8)), "TIFF"))
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for n in range(struct.unpack("<H", data[ifd : ifd + 2])[0]):
+        entry = ifd + 2 + 12 * n
+        tag, kind = struct.unpack("<HH", data[entry : entry + 4])
+        if tag in (256, 257):
+            value = width if tag == 256 else height
+            packed = struct.pack("<H", value) if kind == 3 else struct.pack("<I", value)
+            data[entry + 8 : entry + 8 + len(packed)] = packed
+    return bytes(data)
+
+
+def many_frames(fmt: str, count: int) -> bytes:
+    """`count` distinct 300x300 frames (one pixel moves), so none is merged away."""
+    frames = []
+    for n in range(count):
+        frame = Image.new("L", (300, 300))
+        frame.putpixel((n % 300, n // 300 % 300), 255)
+        frames.append(frame)
+    return encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=10)
 
 
 def animated_gif() -> bytes:
@@ -175,6 +258,55 @@ def samples() -> tuple[Sample, ...]:
             checks={"top_left": RED},
         ),
         Sample("decompression-bomb", "evil/bomb.png", bomb(), reason="decompression_bomb"),
+        # Bombs that are all header: each says it is billions of pixels in a few hundred bytes.
+        Sample(
+            "png-60000-square",
+            "evil/huge.png",
+            png_by_hand(60_000, 60_000),
+            reason="decompression_bomb",
+        ),
+        Sample(
+            "gif-huge-screen",
+            "evil/screen.gif",
+            gif_with_screen(65_535, 65_535),
+            reason="decompression_bomb",
+        ),
+        Sample(
+            "jpeg-huge-frame-header",
+            "evil/huge.jpg",
+            jpeg_claiming(65_500, 65_500),
+            reason="decompression_bomb",
+        ),
+        Sample(
+            "webp-huge-canvas",
+            "evil/canvas.webp",
+            webp_canvas(16_383, 16_383),
+            reason="decompression_bomb",
+        ),
+        Sample(
+            "tiff-huge-tags",
+            "evil/huge.tiff",
+            tiff_claiming(65_000, 65_000),
+            reason="decompression_bomb",
+        ),
+        # Metadata that inflates to 64 MiB from a few tens of kilobytes.
+        Sample("png-ztxt-bomb", "evil/ztxt.png", text_bomb(b"zTXt"), reason="decompression_bomb"),
+        Sample("png-iccp-bomb", "evil/iccp.png", text_bomb(b"iCCP"), reason="decompression_bomb"),
+        # Hundreds of frames: only the first is ever decoded.
+        Sample(
+            "gif-many-frames",
+            "evil/frames.gif",
+            many_frames("GIF", 500),
+            source_format="GIF",
+            medium=(300, 300),
+        ),
+        Sample(
+            "webp-many-frames",
+            "evil/frames.webp",
+            many_frames("WEBP", 500),
+            source_format="WEBP",
+            medium=(300, 300),
+        ),
         Sample(
             "truncated-jpeg",
             "broken/truncated.jpg",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -28,7 +29,7 @@ from minio_source.setup import run
 from pymongo import AsyncMongoClient
 
 from tests.fnkit.helpers import metric, parse_metrics
-from tests.image_processor.corpus import by_name, encode, exif_with, marked
+from tests.image_processor.corpus import by_name, encode, exif_with, marked, samples
 from tests.minio_source.servers import setup_settings, source_env, webhook_minio
 
 pytestmark = pytest.mark.e2e
@@ -216,6 +217,56 @@ async def test_a_bad_upload_is_rejected_end_to_end(chain: Chain) -> None:
     assert (record["status"], record["reason"]) == ("rejected", "not_an_image")
     rejected = await wait_for(lambda: chain.logged(REJECTED, f"uploads/{key}"))
     assert len(rejected) == 1
+
+
+def peak_rss_bytes(process: FunctionProcess) -> int:
+    """The process's resident-set high-water mark (VmHWM), which no sampling can miss."""
+    assert process.process is not None
+    status = Path(f"/proc/{process.process.pid}/status").read_text()
+    return int(re.search(r"^VmHWM:\s+(\d+) kB$", status, re.M)[1]) * 1024  # type: ignore[index]
+
+
+# Decoding any of the header bombs would take at least 1 GiB; inflating a metadata bomb 64 MiB.
+BOMB_HEADROOM = 48 << 20
+
+
+async def test_image_bombs_are_rejected_once_with_memory_bounded(chain: Chain) -> None:
+    bombs = [s for s in samples() if s.reason == "decompression_bomb" or "frames" in s.name]
+    before = peak_rss_bytes(chain.processor)
+    outcomes = {}
+    for sample in bombs:
+        key = f"e2e/bombs/{sample.key}"
+        await asyncio.to_thread(chain.upload, key, sample.data)
+        record = await chain.record(key)
+        reply = REJECTED if sample.reason else PROCESSED
+        subject = f"uploads/{key}"
+        # The reply is logged once its delivery settled, so the delivery is final by then.
+        await wait_for(lambda r=reply, s=subject: chain.logged(r, s))  # type: ignore[misc]
+        created = await chain.logged("io.minio.s3.ObjectCreated.Put", subject)
+        [delivery] = created[0]["deliveries"]
+        outcomes[sample.name] = (
+            record["status"],
+            record.get("reason"),
+            delivery["outcome"],
+            delivery["attempts"],
+            delivery["status"],
+        )
+    growth = peak_rss_bytes(chain.processor) - before
+
+    expected = {
+        s.name: (
+            "rejected" if s.reason else "processed",
+            s.reason,
+            "delivered",
+            1,
+            200,
+        )
+        for s in bombs
+    }
+    assert outcomes == expected
+    assert chain.processor.process is not None and chain.processor.process.poll() is None
+    assert growth < BOMB_HEADROOM, f"peak RSS grew by {growth >> 20} MiB"
+    print(f"\nRELIABILITY image-bombs: {len(bombs)} uploads, peak RSS growth {growth >> 20} MiB")
 
 
 async def test_uploads_while_the_webhook_is_down_are_each_processed_exactly_once(

@@ -154,7 +154,7 @@ def render(data: bytes, pipeline: Pipeline) -> tuple[SourceInfo, list[Rendered]]
         message = str(exc)
         truncated = "truncated" in message.lower() or isinstance(exc, EOFError)
         raise ImageRejected(
-            "truncated" if truncated else "corrupt",
+            _malformed(message, "truncated" if truncated else "corrupt"),
             f"cannot decode the {source_format} data: {message or type(exc).__name__}",
         ) from None
     orientation = _orientation(image)
@@ -184,7 +184,9 @@ def _open(data: bytes, pipeline: Pipeline) -> Image.Image:
         raise
     except Exception as exc:  # a recognised but malformed header
         detail = str(exc) or type(exc).__name__
-        raise ImageRejected("corrupt", f"cannot read the image header: {detail}") from None
+        raise ImageRejected(
+            _malformed(detail, "corrupt"), f"cannot read the image header: {detail}"
+        ) from None
     if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
         raise ImageRejected("unsupported_format", "HEIF/HEIC images are not supported")
     try:
@@ -197,6 +199,11 @@ def _open(data: bytes, pipeline: Pipeline) -> Image.Image:
     raise ImageRejected(
         "unsupported_format", f"{other.format} images are not accepted (accepted: {accepted})"
     )
+
+
+def _malformed(message: str, reason: str) -> str:
+    """`reason`, unless Pillow refused metadata (zTXt, iCCP) that inflates past its limit."""
+    return "decompression_bomb" if "decompressed data too large" in message.lower() else reason
 
 
 def _animated(image: Image.Image) -> bool:
