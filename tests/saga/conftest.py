@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
-from devplane.servers import FunctionProcess, MongoServer, free_port
+from devplane.servers import MongoServer, free_port
 from pymongo import AsyncMongoClient
 
-T = TypeVar("T")
+from tests.support.processes import ProcessGroup
+from tests.support.waiting import wait_for
 
 SERVICES = {
     "products-api": "products_api.main:app",
@@ -31,18 +31,6 @@ SERVICES = {
     "workflow-launcher": "workflow_launcher.main:app",
 }
 FINAL = ("COMPLETED", "FAILED")
-
-
-async def wait_for(probe: Callable[[], Awaitable[T | None]], what: str, within: float = 120.0) -> T:
-    """Poll until `probe` returns something truthy; fail naming `what` otherwise."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {within}s")
-        await asyncio.sleep(0.5)
 
 
 @dataclass
@@ -127,7 +115,9 @@ class Platform:
                 done[order_id] = order
             return [done[order_id] for order_id in order_ids]
 
-        return await wait_for(all_final, f"{len(order_ids)} order(s) to finish", within)
+        return await wait_for(
+            all_final, f"{len(order_ids)} order(s) to finish", within=within, every=0.5
+        )
 
     async def workflow(self, order_id: str) -> dict[str, Any] | None:
         response = await self.read(f"{self.devplane}/workflows/order-saga-{order_id}")
@@ -182,40 +172,22 @@ def platform_processes(
         "K_SINK": devplane_url,
         "WORKFLOW_BACKEND": "devplane",
     }
-    started: list[FunctionProcess] = []
-    try:
-        devplane = FunctionProcess(
+    with ProcessGroup(root) as group:
+        group.start(
             "devplane",
+            "devplane.main:app",
             devplane_port,
-            root / "data",
-            module="devplane.main:app",
-            env={
+            {
                 **env,
                 "DEVPLANE_EXTRA_VALUES": str(values),
                 "DEVPLANE_URL": devplane_url,
                 "DEVPLANE_CRON": "false",
             },
-            log_path=root / "devplane.log",
         )
-        devplane.start()
-        started.append(devplane)
         for name, module in SERVICES.items():
-            process = FunctionProcess(
-                name,
-                ports[name],
-                root / "data",
-                module=module,
-                env=env,
-                log_path=root / f"{name}.log",
-            )
-            process.start()
-            started.append(process)
-        for process in started:
-            process.wait_ready(60)
+            group.start(name, module, ports[name], env)
+        group.wait_ready(60)
         yield urls, devplane_url, db_name
-    finally:
-        for process in reversed(started):
-            process.stop()
 
 
 @pytest.fixture(scope="module")

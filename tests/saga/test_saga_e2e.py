@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from devplane.servers import find_binary
 
-from tests.saga.conftest import Platform, root_dir, wait_for
+from tests.saga.conftest import Platform, root_dir
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -58,7 +59,9 @@ async def test_happy_path_completes_takes_stock_once_and_invoices_once(
     assert workflow is not None and workflow["phase"] == "Succeeded"
     assert workflow["exit_handler"]["phase"] == "Succeeded"
     completed = await wait_for(
-        lambda: platform.events(COMPLETED, order_id), "order.completed in the broker's log"
+        lambda: platform.events(COMPLETED, order_id),
+        "order.completed in the broker's log",
+        within=120,
     )
     assert len(completed) == 1
 
@@ -79,7 +82,7 @@ async def test_out_of_stock_fails_and_charges_nothing(platform: Platform) -> Non
     assert workflow is not None
     reserve = next(n for n in workflow["nodes"] if n["name"] == "reserve-inventory")
     assert len(reserve["attempts"]) == 1  # a 422 is final: never retried
-    failed = await wait_for(lambda: platform.events(FAILED, order_id), "order.failed")
+    failed = await wait_for(lambda: platform.events(FAILED, order_id), "order.failed", within=120)
     assert len(failed) == 1
 
 
@@ -167,7 +170,7 @@ async def test_the_same_order_placed_twice_starts_one_workflow_and_charges_once(
         deliveries = [d for e in events for d in e["deliveries"]]
         return len(deliveries) == 3 and all(d["outcome"] == "delivered" for d in deliveries)
 
-    await wait_for(delivered, "the duplicates to reach workflow-launcher")
+    await wait_for(delivered, "the duplicates to reach workflow-launcher", within=120)
     runs = (await platform.client.get(platform.devplane + "/workflows")).json()["workflows"]
     assert [r["name"] for r in runs].count(f"order-saga-{order_id}") == 1
     assert await platform.db["payments"].count_documents({"order_id": order_id}) == 1

@@ -1,0 +1,42 @@
+"""Function processes that an end-to-end test starts together and stops together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from devplane.servers import FunctionProcess
+
+
+class ProcessGroup:
+    """Function processes with their data and `<name>.log` under `root`, stopped in reverse."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.started: list[FunctionProcess] = []
+
+    def start(self, name: str, module: str, port: int, env: dict[str, str]) -> FunctionProcess:
+        """Start `module` (`package.main:app`) as process `name` on `port`."""
+        process = FunctionProcess(
+            name,
+            port,
+            self.root / "data",
+            module=module,
+            env=env,
+            log_path=self.root / f"{name}.log",
+        )
+        process.start()
+        self.started.append(process)
+        return process
+
+    def wait_ready(self, within: float = 60.0) -> None:
+        for process in self.started:
+            process.wait_ready(within)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        # Reverse order of start: what started later may depend on what started earlier.
+        for process in reversed(self.started):
+            process.stop()
