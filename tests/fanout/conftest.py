@@ -33,6 +33,8 @@ from minio import Minio
 from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 
+from tests.support.processes import ProcessGroup
+
 ITEMS = int(os.environ.get("FANOUT_ITEMS", "2000"))
 JOB_COMPLETED = "io.knative-playbook.job.completed.v1"
 BUCKET = "fanout-imports"
@@ -200,45 +202,31 @@ def plane_processes(
         "dead-letter": {"SWEEP_INTERVAL_SECONDS": "1", "FANIN_RETRY_SECONDS": "0.5"},
         "job-aggregator": {"SWEEP_INTERVAL_SECONDS": "2"},
     }
-    functions = {
-        name: FunctionProcess(
-            name,
-            free_port(),
-            plane_dir / "data",
-            module=module,
-            env={**base_env, **extra_env.get(name, {})},
-            log_path=plane_dir / f"{name}.log",
-        )
-        for name, module in MODULES.items()
-    }
+    ports = {name: free_port() for name in MODULES}
     values = plane_dir / "fanout-values.yaml"
-    values.write_text(json.dumps(extra_values({n: p.url for n, p in functions.items()})))
-    devplane = FunctionProcess(
-        "devplane",
-        devplane_port,
-        plane_dir / "data",
-        module="devplane.main:app",
-        env={
-            **base_env,
-            "DEVPLANE_EXTRA_VALUES": str(values),
-            "DEVPLANE_URL": devplane_url,
-            "DEVPLANE_CRON": "false",
-            "DEVPLANE_WORKERS": os.environ.get("FANOUT_DEVPLANE_WORKERS", "32"),
-            "DEVPLANE_QUEUE_CAPACITY": "20000",
-        },
-        log_path=plane_dir / "devplane.log",
+    values.write_text(
+        json.dumps(extra_values({n: f"http://127.0.0.1:{port}" for n, port in ports.items()}))
     )
-    started: list[FunctionProcess] = []
-    try:
-        for process in [devplane, *functions.values()]:
-            process.start()
-            started.append(process)
-        for process in started:
-            process.wait_ready(60)
+    with ProcessGroup(plane_dir) as group:
+        devplane = group.start(
+            "devplane",
+            "devplane.main:app",
+            devplane_port,
+            {
+                **base_env,
+                "DEVPLANE_EXTRA_VALUES": str(values),
+                "DEVPLANE_URL": devplane_url,
+                "DEVPLANE_CRON": "false",
+                "DEVPLANE_WORKERS": os.environ.get("FANOUT_DEVPLANE_WORKERS", "32"),
+                "DEVPLANE_QUEUE_CAPACITY": "20000",
+            },
+        )
+        functions = {
+            name: group.start(name, module, ports[name], {**base_env, **extra_env.get(name, {})})
+            for name, module in MODULES.items()
+        }
+        group.wait_ready(60)
         yield devplane, functions, db_name
-    finally:
-        for process in reversed(started):
-            process.stop()
 
 
 @pytest.fixture(scope="module")
