@@ -9,7 +9,8 @@ import pytest
 from fnkit import event_data
 
 from tests.order_steps.conftest import Steps, add_product, placed
-from tests.products_api.helpers import EventSink, wait_for
+from tests.support.sinks import EventSink
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
