@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,8 @@ from PIL import Image
 
 from tests.observability.otlp import ReceivedSpan, Receiver, otlp_receiver
 from tests.observability.rest_emitter import THING_CREATED
+from tests.support.processes import ProcessGroup, shared_env
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -56,17 +57,6 @@ def invocations(proc: FunctionProcess, event_type: str) -> list[dict[str, Any]]:
     ]
 
 
-def wait_for(probe: Any, within: float = 60.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within}s: {probe}")
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
     with otlp_receiver() as running:
@@ -89,38 +79,20 @@ def chain(
             minio.make_bucket(bucket)
     plane_port = free_port()
     plane_url = f"http://127.0.0.1:{plane_port}"
-    common = {
-        "ENVIRONMENT": "dev",
-        "MONGO_URL": mongo_server.url,
-        "MONGO_DB": f"t_trace_{uuid.uuid4().hex[:8]}",
-        "MINIO_ENDPOINT": minio_server.endpoint,
-        "MINIO_ACCESS_KEY": minio_server.access_key,
-        "MINIO_SECRET_KEY": minio_server.secret_key,
-        "K_SINK": plane_url,
-    }
+    db = f"t_trace_{uuid.uuid4().hex[:8]}"
+    common = {**shared_env(mongo_server.url, db, minio_server), "K_SINK": plane_url}
     traced = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # export within a tenth of a second, not five
     }
-    started: list[FunctionProcess] = []
-
-    def process(name: str, module: str, env: dict[str, str], port: int = 0) -> FunctionProcess:
-        proc = FunctionProcess(
-            name,
-            port or free_port(),
-            root / "data",
-            env=env,
-            module=module,
-            log_path=root / f"{name}.log",
+    with ProcessGroup(root) as group:
+        processor = group.start(
+            "image-processor", "image_processor.main:app", free_port(), {**common, **traced}
         )
-        proc.start()
-        started.append(proc)
-        return proc
-
-    try:
-        processor = process("image-processor", "image_processor.main:app", {**common, **traced})
-        echo = process("echo", "fnkit.echo:app", {**common, **traced})
-        emitter = process("rest-emitter", "tests.observability.rest_emitter:app", common)
+        echo = group.start("echo", "fnkit.echo:app", free_port(), {**common, **traced})
+        emitter = group.start(
+            "rest-emitter", "tests.observability.rest_emitter:app", free_port(), common
+        )
         chart = yaml.safe_load((REPO / "charts/knative-playbook/values.yaml").read_text())
         functions: dict[str, Any] = {name: {"enabled": False} for name in chart["functions"]}
         functions["image-processor"] = {"enabled": True, "url": processor.url}
@@ -137,19 +109,18 @@ def chain(
                 }
             )
         )
-        devplane = process(
+        devplane = group.start(
             "devplane",
             "devplane.main:app",
+            plane_port,
             {
                 **common,
                 "DEVPLANE_EXTRA_VALUES": str(values),
                 "DEVPLANE_CRON": "false",
                 "DEVPLANE_URL": plane_url,
             },
-            plane_port,
         )
-        for proc in started:
-            proc.wait_ready(60)
+        group.wait_ready(60)
         yield {
             "processor": processor,
             "echo": echo,
@@ -157,9 +128,6 @@ def chain(
             "emitter": emitter,
             "minio": minio,
         }
-    finally:
-        for proc in reversed(started):
-            proc.stop()
 
 
 def upload(minio: Minio, key: str) -> str:
@@ -201,7 +169,9 @@ def test_a_trace_id_sent_in_reaches_every_function_and_forms_one_span_tree(
     assert sent.returncode == 0, sent.stderr
     assert f"trace {trace_id}" in sent.stdout
 
-    [echoed] = wait_for(lambda: invocations(chain["echo"], PROCESSED))
+    [echoed] = wait_until(
+        lambda: invocations(chain["echo"], PROCESSED), "echo's invocation", every=0.2
+    )
     [processed] = invocations(chain["processor"], PUT)
     assert (processed["outcome"], processed["trace_id"]) == ("ok", trace_id)
     assert (echoed["outcome"], echoed["trace_id"]) == ("ok", trace_id)
@@ -212,7 +182,10 @@ def test_a_trace_id_sent_in_reaches_every_function_and_forms_one_span_tree(
         spans = receiver.of_trace(trace_id)
         return spans if len(spans) >= 2 else None
 
-    spans = {span.service: span for span in wait_for(both, 30)}
+    spans = {
+        span.service: span
+        for span in wait_until(both, "both spans of the trace", within=30, every=0.2)
+    }
     assert set(spans) == {"image-processor", "echo"}
     first, second = spans["image-processor"], spans["echo"]
     assert (first.name, first.kind, first.parent_span_id) == (PUT, CONSUMER, sent_span)
@@ -241,7 +214,9 @@ def test_a_failed_invocation_is_an_error_span_in_the_same_trace(
     response = httpx.post(chain["processor"].url, headers=headers, content=b'{"s3": {}}')
     assert response.status_code == 422
 
-    [span] = wait_for(lambda: receiver.of_trace(trace_id), 30)
+    [span] = wait_until(
+        lambda: receiver.of_trace(trace_id), "the span of the trace", within=30, every=0.2
+    )
     assert span.attributes["fnkit.outcome"] == "rejected"
     assert span.attributes["http.response.status_code"] == 422
     [line] = [line for line in invocations(chain["processor"], PUT) if line["trace_id"] == trace_id]

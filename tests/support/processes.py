@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
-from devplane.servers import FunctionProcess
+from devplane.servers import FunctionProcess, MinioServer
 
 
 class ProcessGroup:
@@ -40,3 +40,15 @@ class ProcessGroup:
         # Reverse order of start: what started later may depend on what started earlier.
         for process in reversed(self.started):
             process.stop()
+
+
+def shared_env(mongo_url: str, mongo_db: str, minio: MinioServer) -> dict[str, str]:
+    """The environment every function of an end-to-end test shares: one database, one MinIO."""
+    return {
+        "ENVIRONMENT": "dev",
+        "MONGO_URL": mongo_url,
+        "MONGO_DB": mongo_db,
+        "MINIO_ENDPOINT": minio.endpoint,
+        "MINIO_ACCESS_KEY": minio.access_key,
+        "MINIO_SECRET_KEY": minio.secret_key,
+    }

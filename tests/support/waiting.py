@@ -24,3 +24,17 @@ async def wait_for(
         if time.monotonic() > deadline:
             pytest.fail(f"not within {within:g}s: {what}")
         await asyncio.sleep(every)
+
+
+def wait_until(
+    probe: Callable[[], T | None], what: str, *, within: float = 60.0, every: float = 0.1
+) -> T:
+    """`wait_for` for tests without an event loop: a blocking probe, blocking sleeps."""
+    deadline = time.monotonic() + within
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {within:g}s: {what}")
+        time.sleep(every)
