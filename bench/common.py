@@ -41,6 +41,10 @@ EVENT_HEADERS = {
 }
 
 
+# Where servers under test keep their bytecode: written by each target's first (discarded) run,
+# read by the measured ones, and kept out of the source trees and virtualenvs.
+BYTECODE_ENV: Final = {"PYTHONPYCACHEPREFIX": str(WORK / "pycache")}
+
 # Read before anything pins this process (pin_self), so that every benchmark sees them all.
 _CORES: Final = sorted(os.sched_getaffinity(0))
 
@@ -206,7 +210,10 @@ class Server:
     _drain: threading.Thread | None = None
 
     def start(self) -> None:
-        env = {**os.environ, **dict(self.target.env), **self.env}
+        env = {**os.environ, **BYTECODE_ENV, **dict(self.target.env), **self.env}
+        # As in the images (UV_COMPILE_BYTECODE=1): modules load from bytecode, not source. A
+        # shell that sets PYTHONDONTWRITEBYTECODE would make every start compile every module.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         argv = self.cores.pin(self.cores.server, self.target.command(self.port))
         self.started_at = time.perf_counter()
         self.process = subprocess.Popen(
