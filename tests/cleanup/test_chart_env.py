@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from cleanup.config import Settings as CleanupSettings
-from pydantic_settings import BaseSettings
+from fnkit import FunctionSettings
 from warmer.config import Settings as WarmerSettings
 
 from tests.chart.helpers import render
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.unit
 EXPANSION_ONLY = {"MONGO_PASSWORD"}
 
 
-def names(settings: type[BaseSettings]) -> set[str]:
+def names(settings: type[FunctionSettings]) -> set[str]:
     return {name.upper() for name in settings.model_fields}
 
 
@@ -25,7 +25,7 @@ def names(settings: type[BaseSettings]) -> set[str]:
     ("job", "settings"), [("cleanup", CleanupSettings), ("warmer", WarmerSettings)]
 )
 def test_every_variable_the_chart_gives_a_job_is_one_it_reads(
-    job: str, settings: type[BaseSettings], tmp_path: Path
+    job: str, settings: type[FunctionSettings], tmp_path: Path
 ) -> None:
     rendered = render(values="cronJobs:\n  warmer:\n    enabled: true\n", tmp=tmp_path)
     name = f"kp-knative-playbook-{job}"

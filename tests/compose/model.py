@@ -148,7 +148,7 @@ class ServiceCode:
     function: Function[Any] | None  # None when the module's `app` is not a fnkit Function
 
     def env_names(self) -> set[str]:
-        """Environment variables its pydantic-settings class reads (upper-cased, as compared)."""
+        """Environment variables its settings class reads (upper-cased, as compared)."""
         prefix = str(self.settings_class.model_config.get("env_prefix", ""))
         names = set()
         for name, field in self.settings_class.model_fields.items():

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import pytest
 from fnkit import CloudEvent, Context, Function, FunctionSettings
-from pydantic import SecretStr
+from fnkit.config import NoDecode
+from pydantic import SecretStr, field_validator
 
 from tests.fnkit.helpers import serve, unique_name
 from tests.fnkit.sample_functions import NOTED, PINGED, SampleSettings, create_app
@@ -173,3 +174,37 @@ async def test_clients_a_function_did_not_ask_for_are_refused(
             _ = ctx.minio
         with pytest.raises(RuntimeError, match="needs mongo=True for idempotency"):
             await ctx.once("key", lambda: None)  # type: ignore[arg-type,return-value]
+
+
+class _Listy(FunctionSettings):
+    hosts: list[str] = []
+    limits: dict[str, int] | None = None
+    tags: Annotated[list[str], NoDecode] = []
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return value.split(",") if isinstance(value, str) else value
+
+
+def test_structured_settings_are_json_and_the_rest_strings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOSTS", '["a", "b"]')
+    monkeypatch.setenv("limits", '{"x": 3}')
+    monkeypatch.setenv("TAGS", "red,blue")
+    monkeypatch.setenv("Emit_Attempts", "7")
+
+    settings = _Listy(mongo_db="given")
+
+    assert (settings.hosts, settings.limits, settings.tags) == (
+        ["a", "b"],
+        {"x": 3},
+        ["red", "blue"],
+    )
+    assert (settings.emit_attempts, settings.mongo_db) == (7, "given")
+
+
+def test_a_structured_setting_that_is_not_json_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOSTS", "a,b")
+
+    with pytest.raises(ValueError, match="HOSTS is not valid JSON"):
+        _Listy()

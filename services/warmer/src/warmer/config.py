@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fnkit import FunctionSettings
+from fnkit.config import NoDecode
 from pydantic import Field, field_validator
-from pydantic_settings import NoDecode
 
 
 class Settings(FunctionSettings):
