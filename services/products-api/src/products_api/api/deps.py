@@ -7,6 +7,7 @@ from typing import Annotated, Final
 
 from fastapi import Depends, Header, Request
 from fnkit import FunctionError, Unavailable
+from starlette.datastructures import State
 
 from products_api.core.config import Settings
 from products_api.store import Precondition, ProductStore
@@ -35,11 +36,16 @@ def parse_if_match(value: str) -> Precondition:
     return Precondition(frozenset(versions))
 
 
-async def get_store(request: Request) -> ProductStore:
-    store: ProductStore | None = getattr(request.app.state, "products", None)
+def store_of(state: State) -> ProductStore:
+    """The app's store, once start-up has opened it."""
+    store: ProductStore | None = getattr(state, "products", None)
     if store is None:
         raise Unavailable("products-api is starting (creating its indexes); retry shortly")
     return store
+
+
+async def get_store(request: Request) -> ProductStore:
+    return store_of(request.app.state)
 
 
 async def get_settings(request: Request) -> Settings:

@@ -28,7 +28,7 @@ from products_api.models import (
     ProductPatch,
     printable,
 )
-from products_api.store import CURSOR_PATTERN, ProductFilter, decode_cursor
+from products_api.store import CURSOR_PATTERN, ProductFilter, ProductStore, decode_cursor
 
 router = APIRouter(prefix="/products", tags=["products"])
 
@@ -65,10 +65,14 @@ def _valid_cursor(cursor: str | None) -> str | None:
     return cursor
 
 
+ID_PATTERN: Final = r"[0-9a-f]{24}"
+# GET /products/{id} as main.py's shortcut matches it.
+READ_PATH: Final = rf"/products/(?P<product_id>{ID_PATTERN})"
+
 ProductId = Annotated[
     str,
     Path(
-        pattern=r"^[0-9a-f]{24}$",
+        pattern=rf"^{ID_PATTERN}$",
         description="The id the product was created with.",
         examples=["6650f1c2a4b5c6d7e8f90123"],
     ),
@@ -169,6 +173,11 @@ async def list_products(
     responses={200: {"headers": _ETAG_HEADER}, **error_responses(404, 422, 503)},
 )
 async def get_product(product_id: ProductId, store: StoreDep) -> Response:
+    """Served by `read_product` (see main.py); this route documents it and answers 422s."""
+    return await read_product(store, product_id)
+
+
+async def read_product(store: ProductStore, product_id: str) -> Response:
     product = await store.get(ObjectId(product_id))
     return _json(product, headers={"ETag": etag(product.version)})
 
