@@ -25,6 +25,7 @@ from devplane.servers import FunctionProcess, MinioServer, MongoServer, free_por
 from minio_source.setup import run as setup_minio
 
 from tests.minio_source.servers import setup_settings, source_env, webhook_minio
+from tests.support.processes import ProcessGroup, shared_env
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = Path(sys.executable).parent / "playbook"
@@ -99,76 +100,59 @@ def platform(
     source_port = free_port()
     minio = webhook_minio(root, source_port)
     minio.start()
-    started: list[FunctionProcess] = []
     db = f"t_cli_{uuid.uuid4().hex[:8]}"
     try:
         setup_minio(setup_settings(minio))
-        common = {
-            "ENVIRONMENT": "dev",
-            "MONGO_URL": mongo_server.url,
-            "MONGO_DB": db,
-            "MINIO_ENDPOINT": minio.endpoint,
-            "MINIO_ACCESS_KEY": minio.access_key,
-            "MINIO_SECRET_KEY": minio.secret_key,
-        }
+        common = shared_env(mongo_server.url, db, minio)
         plane_port = free_port()
         plane_url = f"http://127.0.0.1:{plane_port}"
-
-        def process(name: str, module: str, port: int, env: dict[str, str]) -> FunctionProcess:
-            proc = FunctionProcess(
-                name, port, root / "data", env=env, module=module, log_path=root / f"{name}.log"
+        with ProcessGroup(root) as group:
+            with_sink = {**common, "K_SINK": plane_url}
+            processor = group.start(
+                "image-processor", "image_processor.main:app", free_port(), with_sink
             )
-            proc.start()
-            started.append(proc)
-            return proc
-
-        with_sink = {**common, "K_SINK": plane_url}
-        processor = process("image-processor", "image_processor.main:app", free_port(), with_sink)
-        letters = process("dead-letter", "dead_letter.main:app", free_port(), with_sink)
-        late_port = free_port()
-        values = root / "values.yaml"
-        values.write_text(
-            json.dumps(
-                routing(
-                    {"image-processor": processor.url, "dead-letter": letters.url},
-                    f"http://127.0.0.1:{late_port}",
+            letters = group.start("dead-letter", "dead_letter.main:app", free_port(), with_sink)
+            late_port = free_port()
+            values = root / "values.yaml"
+            values.write_text(
+                json.dumps(
+                    routing(
+                        {"image-processor": processor.url, "dead-letter": letters.url},
+                        f"http://127.0.0.1:{late_port}",
+                    )
                 )
             )
-        )
-        process(
-            "devplane",
-            "devplane.main:app",
-            plane_port,
-            {
-                **common,
-                "DEVPLANE_EXTRA_VALUES": str(values),
-                "DEVPLANE_CRON": "false",
-                "DEVPLANE_URL": plane_url,
-            },
-        )
-        process(
-            "minio-source",
-            "minio_source.main:app",
-            source_port,
-            source_env(minio, K_SINK=plane_url),
-        )
-        for proc in started:
-            proc.wait_ready(60)
-        processes = {p.name: p for p in started}
-        env = {
-            f"PLAYBOOK_{name.upper().replace('-', '_')}_URL": proc.url
-            for name, proc in processes.items()
-        }
-        env |= {
-            # Nothing may fall back to the fixed local ports a developer's make dev uses.
-            "PLAYBOOK_URL": "http://127.0.0.1:9/{service}",
-            "PLAYBOOK_BROKER": "",
-            "PLAYBOOK_MINIO": minio.endpoint,
-            "PLAYBOOK_MINIO_ACCESS_KEY": minio.access_key,
-            "PLAYBOOK_MINIO_SECRET_KEY": minio.secret_key,
-        }
-        yield Platform(root, minio, processes, db, late_port, env)
+            group.start(
+                "devplane",
+                "devplane.main:app",
+                plane_port,
+                {
+                    **common,
+                    "DEVPLANE_EXTRA_VALUES": str(values),
+                    "DEVPLANE_CRON": "false",
+                    "DEVPLANE_URL": plane_url,
+                },
+            )
+            group.start(
+                "minio-source",
+                "minio_source.main:app",
+                source_port,
+                source_env(minio, K_SINK=plane_url),
+            )
+            group.wait_ready(60)
+            processes = {p.name: p for p in group.started}
+            env = {
+                f"PLAYBOOK_{name.upper().replace('-', '_')}_URL": proc.url
+                for name, proc in processes.items()
+            }
+            env |= {
+                # Nothing may fall back to the fixed local ports a developer's make dev uses.
+                "PLAYBOOK_URL": "http://127.0.0.1:9/{service}",
+                "PLAYBOOK_BROKER": "",
+                "PLAYBOOK_MINIO": minio.endpoint,
+                "PLAYBOOK_MINIO_ACCESS_KEY": minio.access_key,
+                "PLAYBOOK_MINIO_SECRET_KEY": minio.secret_key,
+            }
+            yield Platform(root, minio, processes, db, late_port, env)
     finally:
-        for proc in reversed(started):
-            proc.stop()
         minio.stop()

@@ -18,6 +18,7 @@ from minio import Minio
 from PIL import Image
 
 from tests.playbook_cli.conftest import DOOMED, PLAYBOOK, Platform
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -36,17 +37,6 @@ def logged(platform: Platform, **params: Any) -> list[dict[str, Any]]:
     response.raise_for_status()
     events: list[dict[str, Any]] = response.json()["events"]
     return events
-
-
-def wait_for(probe: Any, within: float = 60.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within}s: {probe}")
-        time.sleep(0.25)
 
 
 def dead_letters(platform: Platform, **params: str) -> list[dict[str, Any]]:
@@ -267,7 +257,11 @@ def test_dlq_list_show_replay_and_purge(platform: Platform, tmp_path: Path) -> N
     data = tmp_path / "order.json"
     data.write_text(json.dumps({"sku": "sku-1", "qty": 2}))
     assert platform.playbook("send", kind, "--id", event_id, "--data", str(data)).returncode == 0
-    wait_for(lambda: [d for d in dead_letters(platform, type=kind) if d["event_id"] == event_id])
+    wait_until(
+        lambda: [d for d in dead_letters(platform, type=kind) if d["event_id"] == event_id],
+        "the dead letter listed",
+        every=0.25,
+    )
 
     listed = platform.json_lines("dlq", "list", "--type", kind)
     [letter] = [item for item in listed if item["event_id"] == event_id]
@@ -304,7 +298,7 @@ def test_dlq_list_show_replay_and_purge(platform: Platform, tmp_path: Path) -> N
                 if any(d["outcome"] == "delivered" for d in e["deliveries"])
             ]
 
-        wait_for(delivered)
+        wait_until(delivered, "the late subscriber's deliveries", every=0.25)
     finally:
         subscriber.stop()
     assert not [d for d in dead_letters(platform, type=kind) if d["event_id"] == event_id]
@@ -312,7 +306,7 @@ def test_dlq_list_show_replay_and_purge(platform: Platform, tmp_path: Path) -> N
     # purge: refused without --yes off a terminal, then done with it.
     for n in range(2):
         assert platform.playbook("send", kind, "--id", f"{event_id}-p{n}").returncode == 0
-    wait_for(lambda: len(dead_letters(platform, type=kind)) >= 2)
+    wait_until(lambda: len(dead_letters(platform, type=kind)) >= 2, "two dead letters", every=0.25)
     refused = platform.playbook("dlq", "purge", "--type", kind)
     assert refused.returncode != 0
     assert "--yes" in refused.stderr
