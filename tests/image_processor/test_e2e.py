@@ -13,12 +13,11 @@ import asyncio
 import io
 import json
 import re
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -31,10 +30,11 @@ from pymongo import AsyncMongoClient
 from tests.fnkit.helpers import metric, parse_metrics
 from tests.image_processor.corpus import by_name, encode, exif_with, marked, samples
 from tests.minio_source.servers import setup_settings, source_env, webhook_minio
+from tests.support.processes import ProcessGroup, shared_env
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
 PROCESSED = "io.knative-playbook.image.processed.v1"
 REJECTED = "io.knative-playbook.image.rejected.v1"
@@ -58,7 +58,7 @@ class Chain:
             found: dict[str, Any] | None = await self.images.find_one({"key": key})
             return found
 
-        return await wait_for(find, within)
+        return await wait_for(find, f"the record of {key}", within=within, every=0.25)
 
     async def logged(self, event_type: str, subject: str) -> list[dict[str, Any]]:
         response = await self.http.get(
@@ -67,21 +67,18 @@ class Chain:
         response.raise_for_status()
         return [e for e in response.json()["events"] if e["subject"] == subject]
 
+    async def wait_logged(self, event_type: str, subject: str) -> list[dict[str, Any]]:
+        """The `event_type` events about `subject` in devplane's log, once there is one."""
+        return await wait_for(
+            lambda: self.logged(event_type, subject),
+            f"{event_type} about {subject} in devplane's log",
+            every=0.25,
+        )
+
     async def processed_count(self) -> float:
         response = await self.http.get(f"{self.processor.url}/metrics")
         samples = parse_metrics(response.text)
         return metric(samples, "image_processor_uploads_total", outcome="processed") or 0.0
-
-
-async def wait_for(probe: Callable[[], Awaitable[T | None]], within: float = 60.0) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        found = await probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within}s: {probe.__qualname__}")
-        await asyncio.sleep(0.25)
 
 
 def routing(processor_url: str, dead_letters_url: str) -> dict[str, Any]:
@@ -112,54 +109,37 @@ def chain_processes(
     source_port = free_port()
     minio = webhook_minio(root, source_port)
     minio.start()
-    started: list[FunctionProcess] = []
     db = f"t_chain_{uuid.uuid4().hex[:8]}"
     try:
         run(setup_settings(minio))
-        common = {
-            "ENVIRONMENT": "dev",
-            "MONGO_URL": mongo_server.url,
-            "MONGO_DB": db,
-            "MINIO_ENDPOINT": minio.endpoint,
-            "MINIO_ACCESS_KEY": minio.access_key,
-            "MINIO_SECRET_KEY": minio.secret_key,
-        }
-
-        def process(name: str, module: str, port: int, env: dict[str, str]) -> FunctionProcess:
-            proc = FunctionProcess(
-                name, port, root / "data", env=env, module=module, log_path=root / f"{name}.log"
+        common = shared_env(mongo_server.url, db, minio)
+        with ProcessGroup(root) as group:
+            processor = group.start(
+                "image-processor", "image_processor.main:app", free_port(), common
             )
-            proc.start()
-            started.append(proc)
-            return proc
-
-        processor = process("image-processor", "image_processor.main:app", free_port(), common)
-        values = root / "values.yaml"
-        values.write_text(json.dumps(routing(processor.url, f"http://127.0.0.1:{free_port()}")))
-        plane_port = free_port()
-        devplane = process(
-            "devplane",
-            "devplane.main:app",
-            plane_port,
-            {
-                **common,
-                "DEVPLANE_EXTRA_VALUES": str(values),
-                "DEVPLANE_CRON": "false",
-                "DEVPLANE_URL": f"http://127.0.0.1:{plane_port}",
-            },
-        )
-        source = process(
-            "minio-source",
-            "minio_source.main:app",
-            source_port,
-            source_env(minio, K_SINK=devplane.url),
-        )
-        for proc in started:
-            proc.wait_ready(60)
-        yield minio, {"source": source, "processor": processor, "devplane": devplane}, db
+            values = root / "values.yaml"
+            values.write_text(json.dumps(routing(processor.url, f"http://127.0.0.1:{free_port()}")))
+            plane_port = free_port()
+            devplane = group.start(
+                "devplane",
+                "devplane.main:app",
+                plane_port,
+                {
+                    **common,
+                    "DEVPLANE_EXTRA_VALUES": str(values),
+                    "DEVPLANE_CRON": "false",
+                    "DEVPLANE_URL": f"http://127.0.0.1:{plane_port}",
+                },
+            )
+            source = group.start(
+                "minio-source",
+                "minio_source.main:app",
+                source_port,
+                source_env(minio, K_SINK=devplane.url),
+            )
+            group.wait_ready(60)
+            yield minio, {"source": source, "processor": processor, "devplane": devplane}, db
     finally:
-        for proc in reversed(started):
-            proc.stop()
         minio.stop()
 
 
@@ -200,7 +180,7 @@ async def test_an_upload_becomes_renditions_a_record_and_an_event(chain: Chain) 
         "processed/e2e/camera/IMG_0001/medium.webp",
         "processed/e2e/camera/IMG_0001/thumbnail.webp",
     ]
-    replies = await wait_for(lambda: chain.logged(PROCESSED, f"uploads/{key}"))
+    replies = await chain.wait_logged(PROCESSED, f"uploads/{key}")
     created = await chain.logged("io.minio.s3.ObjectCreated.Put", f"uploads/{key}")
     assert created[0]["source"] == "/knative-playbook/minio-source"
     [delivery] = created[0]["deliveries"]
@@ -215,7 +195,7 @@ async def test_a_bad_upload_is_rejected_end_to_end(chain: Chain) -> None:
 
     record = await chain.record(key)
     assert (record["status"], record["reason"]) == ("rejected", "not_an_image")
-    rejected = await wait_for(lambda: chain.logged(REJECTED, f"uploads/{key}"))
+    rejected = await chain.wait_logged(REJECTED, f"uploads/{key}")
     assert len(rejected) == 1
 
 
@@ -241,7 +221,7 @@ async def test_image_bombs_are_rejected_once_with_memory_bounded(chain: Chain) -
         reply = REJECTED if sample.reason else PROCESSED
         subject = f"uploads/{key}"
         # The reply is logged once its delivery settled, so the delivery is final by then.
-        await wait_for(lambda r=reply, s=subject: chain.logged(r, s))  # type: ignore[misc]
+        await chain.wait_logged(reply, subject)
         created = await chain.logged("io.minio.s3.ObjectCreated.Put", subject)
         [delivery] = created[0]["deliveries"]
         outcomes[sample.name] = (
@@ -285,7 +265,7 @@ async def test_uploads_while_the_webhook_is_down_are_each_processed_exactly_once
 
     for key in keys:
         assert (await chain.record(key))["status"] == "processed"
-    await wait_for(lambda: _all_logged(chain, keys))
+    await wait_for(lambda: _all_logged(chain, keys), "every upload's reply logged", every=0.25)
     assert await chain.processed_count() - before == len(keys)
     for key in keys:
         replies = await chain.logged(PROCESSED, f"uploads/{key}")
