@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ from devplane.servers import MinioServer, MongoServer
 from fnkit import Function
 from minio import Minio
 
-from tests.support.apps import serve_in_process
+from tests.support.apps import app_starter
 from tests.support.sinks import RecordingBroker
 from tests.support.waiting import wait_for
 
@@ -83,27 +83,18 @@ def make_app(
 ) -> AppFactory:
     """`async with make_app(**settings) as app`: bulk-jobs on the test's database."""
 
-    @asynccontextmanager
-    async def start(**overrides: Any) -> AsyncIterator[App]:
-        settings = Settings.model_validate(
-            {
-                "environment": "dev",
-                "mongo_url": mongo_server.url,
-                "mongo_db": mongo_db_name,
-                "mongo_timeout_seconds": 2.0,
-                "minio_endpoint": minio_server.endpoint,
-                "minio_access_key": minio_server.access_key,
-                "minio_secret_key": minio_server.secret_key,
-                "k_sink": broker.url,
-                "emit_attempts": 1,
-                **overrides,
-            }
-        )
-        fn = create_app(settings)
-        async with serve_in_process(fn, base_url="http://jobs") as client:
-            yield App(fn, client)
-
-    return start
+    defaults = {
+        "environment": "dev",
+        "mongo_url": mongo_server.url,
+        "mongo_db": mongo_db_name,
+        "mongo_timeout_seconds": 2.0,
+        "minio_endpoint": minio_server.endpoint,
+        "minio_access_key": minio_server.access_key,
+        "minio_secret_key": minio_server.secret_key,
+        "k_sink": broker.url,
+        "emit_attempts": 1,
+    }
+    return app_starter(create_app, Settings.model_validate, App, defaults, base_url="http://jobs")
 
 
 @pytest.fixture

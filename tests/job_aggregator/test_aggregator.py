@@ -6,7 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from fnkit.mongo import now
 from job_aggregator.config import Settings
 from job_aggregator.main import create_app
 
-from tests.support.apps import serve_in_process
+from tests.support.apps import app_starter
 from tests.support.sinks import RecordingBroker
 from tests.support.waiting import wait_for
 
@@ -95,23 +95,21 @@ async def broker() -> AsyncIterator[RecordingBroker]:
 def start(
     mongo_server: MongoServer, mongo_db_name: str, mongo_db: Any, broker: RecordingBroker
 ) -> Start:
-    @asynccontextmanager
-    async def started(**overrides: Any) -> AsyncIterator[Aggregator]:
-        settings = Settings.model_validate(
-            {
-                "environment": "dev",
-                "mongo_url": mongo_server.url,
-                "mongo_db": mongo_db_name,
-                "mongo_timeout_seconds": 2.0,
-                "k_sink": broker.url,
-                "check_interval_seconds": 0.05,
-                **overrides,
-            }
-        )
-        async with serve_in_process(create_app(settings), base_url="http://agg") as client:
-            yield Aggregator(client, mongo_db)
-
-    return started
+    defaults = {
+        "environment": "dev",
+        "mongo_url": mongo_server.url,
+        "mongo_db": mongo_db_name,
+        "mongo_timeout_seconds": 2.0,
+        "k_sink": broker.url,
+        "check_interval_seconds": 0.05,
+    }
+    return app_starter(
+        create_app,
+        Settings.model_validate,
+        lambda fn, client: Aggregator(client, mongo_db),
+        defaults,
+        base_url="http://agg",
+    )
 
 
 async def test_every_result_counts_once_and_the_job_completes_once(

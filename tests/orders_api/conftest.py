@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager
 
 import httpx
 import pytest
@@ -14,7 +13,7 @@ from orders_api.core.config import Settings
 from orders_api.main import create_app
 from orders_api.store import OrderStore
 
-from tests.support.apps import outbox_app_settings, serve_in_process
+from tests.support.apps import app_starter, outbox_app_settings
 from tests.support.sinks import EventSink
 
 
@@ -45,17 +44,13 @@ ApiFactory = Callable[..., AbstractAsyncContextManager[Api]]
 @pytest.fixture
 def make_api(mongo_server: MongoServer, mongo_db_name: str, sink: EventSink) -> ApiFactory:
     """`async with make_api(**settings) as api`: the app on the test's database."""
-
-    @asynccontextmanager
-    async def start(**overrides: Any) -> AsyncIterator[Api]:
-        settings = Settings(
-            **outbox_app_settings(mongo_server.url, mongo_db_name, sink.url, **overrides)
-        )
-        fn = create_app(settings)
-        async with serve_in_process(fn, base_url="http://api") as client:
-            yield Api(fn, client)
-
-    return start
+    return app_starter(
+        create_app,
+        lambda values: Settings(**values),
+        Api,
+        outbox_app_settings(mongo_server.url, mongo_db_name, sink.url),
+        base_url="http://api",
+    )
 
 
 @pytest.fixture

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar
 
 import httpx
-from fnkit import Function
+from fnkit import Function, FunctionSettings
 
 from tests.support.waiting import wait_for
+
+S = TypeVar("S", bound=FunctionSettings)
+A = TypeVar("A")
 
 
 @asynccontextmanager
@@ -29,10 +32,27 @@ async def serve_in_process(
             yield client
 
 
-def outbox_app_settings(
-    mongo_url: str, mongo_db: str, k_sink: str, **overrides: Any
-) -> dict[str, Any]:
-    """An outbox app's settings on the test's database and sink; `overrides` win."""
+def app_starter(
+    create_app: Callable[[S], Function[S]],
+    settings: Callable[[dict[str, Any]], S],
+    wrap: Callable[[Function[S], httpx.AsyncClient], A],
+    defaults: dict[str, Any],
+    *,
+    base_url: str,
+) -> Callable[..., AbstractAsyncContextManager[A]]:
+    """`async with start(**overrides) as app`: `create_app` in-process, seen through `wrap`."""
+
+    @asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[A]:
+        fn = create_app(settings({**defaults, **overrides}))
+        async with serve_in_process(fn, base_url=base_url) as client:
+            yield wrap(fn, client)
+
+    return start
+
+
+def outbox_app_settings(mongo_url: str, mongo_db: str, k_sink: str) -> dict[str, Any]:
+    """An outbox app's settings on the test's database and sink."""
     # One emit attempt and a sweep slowed right down: the sends a test sees are the ones it caused.
     return {
         "environment": "dev",
@@ -43,5 +63,4 @@ def outbox_app_settings(
         "emit_attempts": 1,
         "outbox_sweep_interval_seconds": 3600,
         "outbox_grace_seconds": 0,
-        **overrides,
     }
