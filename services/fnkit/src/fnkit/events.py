@@ -15,11 +15,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import orjson
-from cloudevents.core.bindings import http as _sdk_http
-from cloudevents.core.bindings.http import HTTPMessage, from_binary, from_structured
+from cloudevents.core.bindings.http import HTTPMessage, from_structured
 from cloudevents.core.exceptions import BaseCloudEventException, CloudEventValidationError
 from cloudevents.core.formats import json as _sdk_json
 from cloudevents.core.formats.json import JSONFormat
@@ -99,25 +98,79 @@ def _parse_time(value: str) -> datetime:
         return parsed
 
 
-# The SDK reads `time` with dateutil's pure-Python isoparse, the largest single cost of parsing
-# an event. CloudEvents timestamps are RFC 3339, for which datetime.fromisoformat returns the
-# same datetime some 50 times faster; anything it refuses still goes to dateutil.
-_sdk_http.isoparse = _parse_time  # type: ignore[attr-defined]
+# The SDK's JSON format reads `time` with dateutil's pure-Python isoparse, the largest single
+# cost of parsing an event. CloudEvents timestamps are RFC 3339, for which
+# datetime.fromisoformat returns the same datetime some 50 times faster; anything it refuses
+# still goes to dateutil. (Binary mode is read by _from_binary, with the same function.)
 _sdk_json.isoparse = _parse_time  # type: ignore[attr-defined]
 
 
-def _check_attributes(present: Mapping[str, Any], mode: str, prefix: str = "") -> None:
-    missing = [name for name in REQUIRED if not present.get(prefix + name)]
+def _check_attributes(present: Mapping[str, Any], mode: str) -> None:
+    missing = [name for name in REQUIRED if not present.get(name)]
     if missing:
         where = "ce-" + ", ce-".join(missing) if mode == "binary" else ", ".join(missing)
         raise BadEvent(
             f"{mode} CloudEvent is missing required attribute(s): {where}",
             details={"missing": missing},
         )
-    specversion = present[prefix + "specversion"]
+    specversion = present["specversion"]
     if specversion not in SUPPORTED_SPECVERSIONS:
         supported = ", ".join(SUPPORTED_SPECVERSIONS)
         raise BadEvent(f"unsupported specversion {specversion!r}; supported: {supported}")
+
+
+# Attribute names whose every combination the SDK has accepted with plain values (see _plain).
+_VALID_SHAPES: set[tuple[str, ...]] = set()
+_MAX_SHAPES: Final = 512  # a sender inventing extension names must not grow this without end
+
+
+def _plain(attributes: Mapping[str, Any]) -> bool:
+    """Whether the SDK's verdict on these attributes can depend on their names alone.
+
+    The SDK checks that id, source, type, subject, datacontenttype and dataschema are
+    non-empty strings, specversion is "1.0", time an aware datetime, and that extension names
+    are lowercase alphanumerics other than "data"; it does not look at extension values. With
+    every checked value of the accepted kind, only the names are left to decide.
+    """
+    if attributes.get("specversion") != "1.0":
+        return False
+    for name in ("id", "source", "type"):
+        value = attributes.get(name)
+        if type(value) is not str or not value:
+            return False
+    for name in ("subject", "datacontenttype", "dataschema"):
+        if name in attributes:
+            value = attributes[name]
+            if type(value) is not str or not value:
+                return False
+    if "time" in attributes:
+        time = attributes["time"]
+        if not isinstance(time, datetime) or not time.tzinfo:
+            return False
+    return True
+
+
+def _event(attributes: dict[str, Any], data: Any) -> CloudEvent:
+    """`CloudEvent(attributes, data)`, validated by the SDK once per shape of attributes.
+
+    The SDK's validation (several dicts, a regular expression per extension) costs more than
+    the rest of reading an event. Its verdict on attributes with plain values (see `_plain`)
+    depends on their names alone, so a set of names it has accepted once is not sent to it
+    again; anything else is, every time. An event-factory for the SDK's bindings and formats.
+    """
+    names = tuple(attributes)
+    if names not in _VALID_SHAPES or not _plain(attributes):
+        plain = _plain(attributes)
+        event = CloudEvent(attributes, data)  # validates, and fills in a missing id or time
+        if plain and len(_VALID_SHAPES) < _MAX_SHAPES:
+            _VALID_SHAPES.add(names)
+        return event
+    if "time" not in attributes:  # as CloudEvent.__init__ does
+        attributes["time"] = datetime.now(UTC)
+    event = CloudEvent.__new__(CloudEvent)
+    event._attributes = attributes
+    event._data = data
+    return event
 
 
 def _sdk_error(exc: Exception) -> BadEvent:
@@ -148,30 +201,42 @@ def parse_event(
     # also carries ce- headers is still structured.
     if media_type == STRUCTURED:
         return _parse_structured(headers, body)
-    # Only the headers the SDK reads, so that it does not walk every proxy header too.
-    attributes = {name: value for name, value in headers.items() if name.startswith("ce-")}
+    attributes = {name[3:]: value for name, value in headers.items() if name.startswith("ce-")}
     if not attributes:
         raise UnsupportedMediaType(
             "not a CloudEvent: send binary mode (ce-id, ce-source, ce-type, ce-specversion "
             f"headers) or structured mode ({STRUCTURED}); got content-type {content_type!r}"
         )
-    _check_attributes(attributes, "binary", "ce-")
+    _check_attributes(attributes, "binary")
     # The binding percent-encodes anything outside printable ASCII; raw bytes (read here as
     # latin-1) would otherwise become attribute values no sender meant.
-    raw = [name for name, value in attributes.items() if not value.isascii()]
-    if raw and not raw_header_bytes:
+    if not raw_header_bytes and not all(map(str.isascii, attributes.values())):
+        raw = [f"ce-{name}" for name, value in attributes.items() if not value.isascii()]
         raise BadEvent(
             f"header(s) {', '.join(raw)} hold raw non-ASCII bytes; CloudEvents attributes in "
             "headers must be percent-encoded UTF-8"
         )
-    if content_type:
-        attributes["content-type"] = content_type
-    message = HTTPMessage(headers=attributes, body=body)
     try:
-        event = from_binary(message, _FORMAT, CloudEvent)
+        return _from_binary(attributes, content_type, body)
     except (BaseCloudEventException, ValueError, TypeError) as exc:
         raise _sdk_error(exc) from None
-    return event  # type: ignore[return-value]
+
+
+def _from_binary(attributes: dict[str, Any], content_type: str, body: bytes) -> CloudEvent:
+    """What the SDK's `from_binary` makes of these ce- headers (prefix cut) and content type.
+
+    The same decoding, without building the message it would walk: header values
+    percent-decoded, `time` parsed, the content type as `datacontenttype`, data read by the
+    format; tests/fnkit/test_fast_paths.py holds the two side by side.
+    """
+    for name, value in attributes.items():
+        if "%" in value:
+            attributes[name] = unquote(value)
+    if "time" in attributes:
+        attributes["time"] = _parse_time(attributes["time"])
+    if content_type:
+        attributes["datacontenttype"] = content_type
+    return _event(attributes, _FORMAT.read_data(body, attributes.get("datacontenttype")))
 
 
 def _parse_structured(headers: Mapping[str, str], body: bytes) -> CloudEvent:
@@ -183,7 +248,7 @@ def _parse_structured(headers: Mapping[str, str], body: bytes) -> CloudEvent:
         raise BadEvent("structured CloudEvent body must be a JSON object")
     _check_attributes(envelope, "structured")
     try:
-        event = from_structured(HTTPMessage(headers=dict(headers), body=body), _FORMAT, CloudEvent)
+        event = from_structured(HTTPMessage(headers=dict(headers), body=body), _FORMAT, _event)
     except (BaseCloudEventException, ValueError, TypeError) as exc:
         raise _sdk_error(exc) from None
     return event  # type: ignore[return-value]
@@ -235,8 +300,10 @@ def new_event(
     }
     if subject is not None:
         attributes["subject"] = subject
-    attributes.update({k: v for k, v in extensions.items() if v is not None})
-    return CloudEvent(attributes, data)
+    for name, value in extensions.items():
+        if value is not None:
+            attributes[name] = value
+    return _event(attributes, data)
 
 
 def _uuid4() -> str:
@@ -270,6 +337,22 @@ def _header_value(value: Any) -> str:
 
 
 _HEADER_NAMES: dict[str, bytes] = {}  # attribute name -> header name; a few dozen at most
+# Attributes that keep their values from event to event (a function emits a handful of types
+# from one source): their header pairs are encoded once.
+_STABLE: Final = frozenset({"specversion", "type", "source", "datacontenttype", "dataschema"})
+_STABLE_PAIRS: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+_MAX_CACHED: Final = 1024
+
+
+def _header(name: str, value: Any) -> tuple[bytes, bytes]:
+    if name == "datacontenttype":
+        return b"content-type", str(value).encode()
+    header = _HEADER_NAMES.get(name)
+    if header is None:
+        header = b"ce-" + name.encode()
+        if len(_HEADER_NAMES) < _MAX_CACHED:
+            _HEADER_NAMES[name] = header
+    return header, _header_value(value).encode()
 
 
 def encode_binary(event: CloudEvent) -> EncodedEvent:
@@ -281,17 +364,21 @@ def encode_binary(event: CloudEvent) -> EncodedEvent:
     attributes = event.get_attributes()
     headers = []
     for name, value in attributes.items():
-        if value is None:
-            continue
-        if name == "datacontenttype":
-            headers.append((b"content-type", str(value).encode()))
-            continue
-        header = _HEADER_NAMES.get(name)
-        if header is None:
-            header = b"ce-" + name.encode()
-            if len(_HEADER_NAMES) < 256:
-                _HEADER_NAMES[name] = header
-        headers.append((header, _header_value(value).encode()))
+        if type(value) is str:
+            if name in _STABLE:
+                pair = _STABLE_PAIRS.get((name, value))
+                if pair is None:
+                    pair = _header(name, value)
+                    if len(_STABLE_PAIRS) < _MAX_CACHED:
+                        _STABLE_PAIRS[name, value] = pair
+            else:  # _header, inlined: this is most attributes of most events
+                header = _HEADER_NAMES.get(name) or _header(name, value)[0]
+                if _NEEDS_QUOTING.search(value):
+                    value = quote(value, safe=_CE_SAFE)
+                pair = header, value.encode()
+            headers.append(pair)
+        elif value is not None:
+            headers.append(_header(name, value))
     body = _FORMAT.write_data(event.get_data(), attributes.get("datacontenttype"))
     return headers, body
 
@@ -303,4 +390,4 @@ def to_json(event: CloudEvent) -> bytes:
 
 def from_json(document: bytes) -> CloudEvent:
     """An event stored with `to_json`."""
-    return _FORMAT.read(CloudEvent, document)  # type: ignore[return-value]
+    return _FORMAT.read(_event, document)  # type: ignore[return-value]

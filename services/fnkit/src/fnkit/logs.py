@@ -18,6 +18,8 @@ _RECORD_FIELDS: Final = frozenset(
     | {"message", "asctime", "color_message"}
 )
 
+_MILLISECONDS: Final = tuple(f".{ms:03d}Z" for ms in range(1000))  # formatting one costs more
+
 
 class JsonFormatter(logging.Formatter):
     def __init__(self, function: str) -> None:
@@ -31,7 +33,7 @@ class JsonFormatter(logging.Formatter):
         if second != self._second:  # strftime once a second, not once a line
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = second
-        return f"{self._second_text}.{int((created - second) * 1000):03d}Z"
+        return self._second_text + _MILLISECONDS[int((created - second) * 1000)]
 
     def entry(self, created: float, level: str, logger: str, msg: str) -> dict[str, Any]:
         """A line's standard fields: the ones every line has, and the trace it belongs to."""
@@ -46,6 +48,11 @@ class JsonFormatter(logging.Formatter):
         if trace is not None:
             entry["trace_id"] = trace.trace_id
         return entry
+
+    def head(self, level: str, logger: str, msg: str) -> bytes:
+        """What `entry` encodes between `ts` and `trace_id`: `,"level":...,"msg":...`."""
+        entry = {"level": level, "function": self.function, "logger": logger, "msg": msg}
+        return b"," + orjson.dumps(entry)[1:-1]
 
     def encode(self, record: logging.LogRecord) -> bytes:
         """The record as one line of JSON, without the newline."""
@@ -74,6 +81,7 @@ class JsonLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._fd: int | None = sys.stdout.fileno()
         except (AttributeError, OSError, ValueError):  # stdout replaced, e.g. by a test runner
             self._fd = None
+        self._heads: dict[tuple[int, str, str], bytes] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         if self._fd is None:
@@ -90,14 +98,33 @@ class JsonLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
             line = line[os.write(self._fd, line) :]
 
     def write_fields(self, level: int, logger: str, msg: str, fields: dict[str, Any]) -> None:
-        """The line `emit` would write for this record, without building the record."""
-        entry = self.formatter.entry(time.time(), _LEVEL_NAMES[level], logger, msg)
-        entry.update(fields)
-        line = orjson.dumps(entry, default=str) + b"\n"
+        """The line `emit` would write for this record, without building the record.
+
+        Spliced from bytes: the standard fields but `ts` are encoded once per (level, logger,
+        message), and only `fields` go through the JSON encoder on each call.
+        """
+        created = time.time()
+        head = self._heads.get((level, logger, msg))
+        if head is None:
+            head = self.formatter.head(_LEVEL_NAMES[level], logger, msg)
+            if len(self._heads) < 256:
+                self._heads[level, logger, msg] = head
+        if fields and _STANDARD_KEYS.isdisjoint(fields):
+            parts = [b'{"ts":"', self.formatter._timestamp(created).encode(), b'"', head]
+            trace = current_trace.get()
+            if trace is not None:
+                parts.append(b',"trace_id":' + orjson.dumps(trace.trace_id))
+            parts.append(b"," + orjson.dumps(fields, default=str)[1:] + b"\n")
+            line = b"".join(parts)
+        else:  # a field named like a standard one takes its place, as in `encode`
+            entry = self.formatter.entry(created, _LEVEL_NAMES[level], logger, msg)
+            entry.update(fields)
+            line = orjson.dumps(entry, default=str) + b"\n"
         with self.lock:  # type: ignore[union-attr]
             self._write(line)
 
 
+_STANDARD_KEYS: Final = frozenset({"ts", "level", "function", "logger", "msg", "trace_id"})
 _LEVEL_NAMES: Final = {
     level: logging.getLevelName(level).lower()
     for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)

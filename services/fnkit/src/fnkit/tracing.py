@@ -9,19 +9,23 @@ events carry exactly its context, so that the next function's span is its child.
 
 from __future__ import annotations
 
-import os
 import re
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Final
+from random import getrandbits
+from typing import Final, NamedTuple
 
 _TRACEPARENT: Final = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _INVALID_TRACE: Final = "0" * 32
 _INVALID_SPAN: Final = "0" * 16
 
 
-@dataclass(frozen=True, slots=True)
-class TraceContext:
+class TraceContext(NamedTuple):
+    """One span's W3C context. A named tuple: one is made per invocation and per emitted event.
+
+    Ids come from `random`, as OpenTelemetry's own id generator takes them: unique, not secret
+    (and reseeded in a forked child).
+    """
+
     trace_id: str
     span_id: str
     flags: str = "01"
@@ -38,10 +42,10 @@ class TraceContext:
 
     @classmethod
     def new_root(cls) -> TraceContext:
-        return cls(os.urandom(16).hex(), os.urandom(8).hex())
+        return cls(f"{getrandbits(128) or 1:032x}", _span_id())
 
     def child(self) -> TraceContext:
-        return TraceContext(self.trace_id, os.urandom(8).hex(), self.flags)
+        return TraceContext(self.trace_id, _span_id(), self.flags)
 
     def outgoing(self) -> TraceContext:
         """The context an event leaving this span carries: the span itself, if it is ours."""
@@ -50,6 +54,11 @@ class TraceContext:
     @property
     def traceparent(self) -> str:
         return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
+
+
+def _span_id() -> str:
+    """A random non-zero 64-bit span id (all zeros is the invalid span, as for trace ids)."""
+    return f"{getrandbits(64) or 1:016x}"
 
 
 current_trace: ContextVar[TraceContext | None] = ContextVar("fnkit_current_trace", default=None)
