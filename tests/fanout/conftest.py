@@ -208,18 +208,12 @@ def plane_processes(
         json.dumps(extra_values({n: f"http://127.0.0.1:{port}" for n, port in ports.items()}))
     )
     with ProcessGroup(plane_dir) as group:
-        devplane = group.start(
-            "devplane",
-            "devplane.main:app",
+        devplane = group.start_devplane(
             devplane_port,
-            {
-                **base_env,
-                "DEVPLANE_EXTRA_VALUES": str(values),
-                "DEVPLANE_URL": devplane_url,
-                "DEVPLANE_CRON": "false",
-                "DEVPLANE_WORKERS": os.environ.get("FANOUT_DEVPLANE_WORKERS", "32"),
-                "DEVPLANE_QUEUE_CAPACITY": "20000",
-            },
+            base_env,
+            values,
+            DEVPLANE_WORKERS=os.environ.get("FANOUT_DEVPLANE_WORKERS", "32"),
+            DEVPLANE_QUEUE_CAPACITY="20000",
         )
         functions = {
             name: group.start(name, module, ports[name], {**base_env, **extra_env.get(name, {})})

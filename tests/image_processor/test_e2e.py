@@ -119,18 +119,7 @@ def chain_processes(
             )
             values = root / "values.yaml"
             values.write_text(json.dumps(routing(processor.url, f"http://127.0.0.1:{free_port()}")))
-            plane_port = free_port()
-            devplane = group.start(
-                "devplane",
-                "devplane.main:app",
-                plane_port,
-                {
-                    **common,
-                    "DEVPLANE_EXTRA_VALUES": str(values),
-                    "DEVPLANE_CRON": "false",
-                    "DEVPLANE_URL": f"http://127.0.0.1:{plane_port}",
-                },
-            )
+            devplane = group.start_devplane(free_port(), common, values)
             source = group.start(
                 "minio-source",
                 "minio_source.main:app",

@@ -109,17 +109,7 @@ def chain(
                 }
             )
         )
-        devplane = group.start(
-            "devplane",
-            "devplane.main:app",
-            plane_port,
-            {
-                **common,
-                "DEVPLANE_EXTRA_VALUES": str(values),
-                "DEVPLANE_CRON": "false",
-                "DEVPLANE_URL": plane_url,
-            },
-        )
+        devplane = group.start_devplane(plane_port, common, values)
         group.wait_ready(60)
         yield {
             "processor": processor,

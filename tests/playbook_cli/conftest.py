@@ -122,17 +122,7 @@ def platform(
                     )
                 )
             )
-            group.start(
-                "devplane",
-                "devplane.main:app",
-                plane_port,
-                {
-                    **common,
-                    "DEVPLANE_EXTRA_VALUES": str(values),
-                    "DEVPLANE_CRON": "false",
-                    "DEVPLANE_URL": plane_url,
-                },
-            )
+            group.start_devplane(plane_port, common, values)
             group.start(
                 "minio-source",
                 "minio_source.main:app",

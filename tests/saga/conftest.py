@@ -173,17 +173,7 @@ def platform_processes(
         "WORKFLOW_BACKEND": "devplane",
     }
     with ProcessGroup(root) as group:
-        group.start(
-            "devplane",
-            "devplane.main:app",
-            devplane_port,
-            {
-                **env,
-                "DEVPLANE_EXTRA_VALUES": str(values),
-                "DEVPLANE_URL": devplane_url,
-                "DEVPLANE_CRON": "false",
-            },
-        )
+        group.start_devplane(devplane_port, env, values)
         for name, module in SERVICES.items():
             group.start(name, module, ports[name], env)
         group.wait_ready(60)

@@ -29,6 +29,23 @@ class ProcessGroup:
         self.started.append(process)
         return process
 
+    def start_devplane(
+        self, port: int, env: dict[str, str], extra_values: Path, **more_env: str
+    ) -> FunctionProcess:
+        """Start devplane on `port`: the chart's routing plus `extra_values`, no cron schedules."""
+        return self.start(
+            "devplane",
+            "devplane.main:app",
+            port,
+            {
+                **env,
+                "DEVPLANE_EXTRA_VALUES": str(extra_values),
+                "DEVPLANE_URL": f"http://127.0.0.1:{port}",
+                "DEVPLANE_CRON": "false",
+                **more_env,
+            },
+        )
+
     def wait_ready(self, within: float = 60.0) -> None:
         for process in self.started:
             process.wait_ready(within)
