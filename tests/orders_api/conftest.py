@@ -49,7 +49,7 @@ def make_api(mongo_server: MongoServer, mongo_db_name: str, sink: EventSink) -> 
         lambda values: Settings(**values),
         Api,
         outbox_app_settings(mongo_server.url, mongo_db_name, sink.url),
-        base_url="http://api",
+        base_url="http://orders-api",
     )
 
 
