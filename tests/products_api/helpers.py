@@ -9,9 +9,6 @@ from fnkit import Function
 from products_api.core.config import Settings
 from products_api.store import ProductStore
 
-# Re-exported because tests/reliability imports the sink from here.
-from tests.support.sinks import EventSink as EventSink
-
 PRODUCT: dict[str, Any] = {
     "sku": "SHOE-RED-42",
     "name": "Red running shoe",

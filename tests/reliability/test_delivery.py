@@ -17,7 +17,6 @@ import httpx
 import pytest
 from devplane.servers import FunctionProcess
 
-from tests.products_api.helpers import EventSink
 from tests.reliability.harness import (
     StartFunction,
     binary_headers,
@@ -30,6 +29,7 @@ from tests.reliability.harness import (
     wait_until,
 )
 from tests.reliability.recorder import RECORDED
+from tests.support.sinks import EventSink
 
 pytestmark = pytest.mark.e2e
 

@@ -22,7 +22,6 @@ from minio import Minio
 from tests.fnkit.helpers import metric, parse_metrics
 from tests.image_processor.corpus import encode, marked
 from tests.minio_source.records import s3_record
-from tests.products_api.helpers import EventSink
 from tests.reliability.harness import (
     FAULTS,
     RECOVERY_BOUND_SECONDS,
@@ -36,6 +35,7 @@ from tests.reliability.harness import (
     status_of,
     wait_until,
 )
+from tests.support.sinks import EventSink
 
 pytestmark = pytest.mark.e2e
 

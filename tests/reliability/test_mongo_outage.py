@@ -18,7 +18,7 @@ import httpx
 import pytest
 from devplane.servers import MongoServer
 
-from tests.products_api.helpers import PRODUCT, EventSink
+from tests.products_api.helpers import PRODUCT
 from tests.reliability.harness import (
     FAULTS,
     RECOVERY_BOUND_SECONDS,
@@ -33,6 +33,7 @@ from tests.reliability.harness import (
     wait_until,
 )
 from tests.reliability.recorder import RECORDED
+from tests.support.sinks import EventSink
 
 pytestmark = pytest.mark.e2e
 

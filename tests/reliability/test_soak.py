@@ -20,7 +20,7 @@ import psutil
 import pytest
 from devplane.servers import FunctionProcess
 
-from tests.products_api.helpers import PRODUCT, EventSink
+from tests.products_api.helpers import PRODUCT
 from tests.reliability.harness import (
     LONG,
     StartFunction,
@@ -32,6 +32,7 @@ from tests.reliability.harness import (
     wait_until,
 )
 from tests.reliability.recorder import RECORDED
+from tests.support.sinks import EventSink
 
 pytestmark = pytest.mark.e2e
 
