@@ -23,6 +23,7 @@ NOT_BENCHMARKS = frozenset({"common", "chart", "hotpath", "__main__"})
 QUICK = {
     "runtime": ["--rounds", "1", "--seconds", "3", "--warmup", "1"],
     "coldstart": ["--runs", "2"],
+    "rest": ["--rounds", "1", "--seconds", "3", "--warmup", "1", "--products", "200"],
 }
 
 
