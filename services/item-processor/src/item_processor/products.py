@@ -31,8 +31,7 @@ from fnkit.mongo import insert_many_once, is_duplicate_key, now
 from products_api.models import ProductIn
 
 # products-api's stored shape, reused so that both write the very same documents.
-from products_api.store import _fields as stored_to_fields
-from products_api.store import _stored as fields_to_stored
+from products_api.store import to_document, writable_fields
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure
 
@@ -113,13 +112,13 @@ class ProductWriter:
                     if created is not None:
                         return created
                     continue
-                if stored_to_fields(current) == fields:
+                if writable_fields(current) == fields:
                     return Upserted(current["_id"], Change.UNCHANGED)
                 updated = await self.collection.update_one(
                     {"_id": current["_id"], "version": current["version"]},
                     {
                         "$set": {
-                            **fields_to_stored(fields),
+                            **to_document(fields),
                             "version": current["version"] + 1,
                             "updated_at": now(),
                         }
@@ -144,7 +143,7 @@ def product_document(product: ProductIn, id: ObjectId, at: datetime) -> dict[str
     """A new product as products-api stores it (version 1)."""
     return {
         "_id": id,
-        **fields_to_stored(product.model_dump()),
+        **to_document(product.model_dump()),
         "version": 1,
         "created_at": at,
         "updated_at": at,

@@ -105,7 +105,7 @@ def decode_cursor(cursor: str) -> ObjectId:
     return ObjectId(raw[len(_CURSOR_PREFIX) :])
 
 
-def _stored(fields: Mapping[str, Any]) -> dict[str, Any]:
+def to_document(fields: Mapping[str, Any]) -> dict[str, Any]:
     """A product's writable fields (as a client sends them) as they are stored."""
     return {
         "sku": fields["sku"],
@@ -134,7 +134,7 @@ def _product(doc: Mapping[str, Any]) -> Product:
     )
 
 
-def _fields(doc: Mapping[str, Any]) -> dict[str, Any]:
+def writable_fields(doc: Mapping[str, Any]) -> dict[str, Any]:
     """A stored product's writable fields, as a client would send them."""
     return {
         "sku": doc["sku"],
@@ -183,7 +183,7 @@ class ProductStore:
         event = self._event(CREATED, product_id, 1, product.model_dump(mode="json"))
         doc = {
             "_id": product_id,
-            **_stored(fields),
+            **to_document(fields),
             "version": 1,
             "created_at": now,
             "updated_at": now,
@@ -249,7 +249,7 @@ class ProductStore:
         """PATCH: the fields sent change, the others stay."""
         async with self.relay.locks(product_id):
             current = await self._current(product_id, precondition)
-            merged = {**_fields(current), **patch}
+            merged = {**writable_fields(current), **patch}
             try:
                 check_price_scale(merged["price"], merged["currency"])
             except ValueError as exc:
@@ -309,7 +309,7 @@ class ProductStore:
     async def _change(self, current: Mapping[str, Any], fields: Mapping[str, Any]) -> Product:
         """Write `fields` over `current` if nobody changed it since it was read."""
         product_id: ObjectId = current["_id"]
-        before = _fields(current)
+        before = writable_fields(current)
         changed = [name for name in before if fields[name] != before[name]]
         if not changed:
             return _product(current)  # nothing changes: no new version, no event
@@ -328,7 +328,7 @@ class ProductStore:
             after = await self.collection.find_one_and_update(
                 {"_id": product_id, "version": current["version"]},
                 {
-                    "$set": {**_stored(fields), "version": version, "updated_at": now},
+                    "$set": {**to_document(fields), "version": version, "updated_at": now},
                     "$push": {outbox.FIELD: outbox.entry(event, now)},
                 },
                 return_document=ReturnDocument.AFTER,
