@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -149,28 +150,56 @@ def event_targets() -> list[Target]:
         Target(
             "bare",
             "bare ASGI on uvicorn",
-            (
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.baselines.bare_asgi:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "{port}",
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--no-access-log",
-                "--lifespan",
-                "off",
-                "--log-level",
-                "warning",
-            ),
+            uvicorn_command("bench.baselines.bare_asgi:app"),
             note="no validation, metrics or logs; replies with an event",
         ),
     ]
+
+
+def uvicorn_command(app: str, *, lifespan: bool = False) -> tuple[str, ...]:
+    """A baseline served as fnkit-serve serves a function: uvicorn with uvloop and httptools."""
+    return (
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--lifespan",
+        "on" if lifespan else "off",
+        "--log-level",
+        "warning",
+    )
+
+
+def run_wrk(
+    cores: Cores, url: str, script: Path, connections: int, seconds: int, *script_args: str
+) -> tuple[dict[str, Any], float]:
+    """wrk on the load core against `url`: its JSON summary (from `script`) and its CPU seconds."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    argv = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script)]
+    argv += [url, "--", *script_args] if script_args else [url]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(cores.pin(cores.load, argv), capture_output=True, text=True, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    # Timeouts (no answer within 5 s) are latency, counted per sample; anything else is wrong.
+    errors = sum(
+        result[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors")
+    )
+    if errors:
+        raise RuntimeError(f"wrk saw errors against {url}: {result}")
+    return result, cpu
 
 
 def free_port() -> int:

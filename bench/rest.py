@@ -26,10 +26,8 @@ import http.client
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -53,6 +51,8 @@ from bench.common import (
     load_average,
     median,
     pin_self,
+    run_wrk,
+    uvicorn_command,
     write_json,
 )
 
@@ -89,7 +89,6 @@ class Sample:
 
 
 def targets() -> list[Target]:
-    uvicorn_flags = ("--loop", "uvloop", "--http", "httptools", "--no-access-log")
     return [
         Target(
             "products-api",
@@ -109,21 +108,7 @@ def targets() -> list[Target]:
         Target(
             "bare",
             "bare ASGI + PyMongo",
-            (
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.baselines.bare_rest:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "{port}",
-                *uvicorn_flags,
-                "--lifespan",
-                "on",
-                "--log-level",
-                "warning",
-            ),
+            uvicorn_command("bench.baselines.bare_rest:app", lifespan=True),
             note="bench/baselines/bare_rest.py on uvicorn (uvloop, httptools): the same "
             "find_one / insert_one and JSON, no validation, no outbox sending, no metrics or logs",
         ),
@@ -189,25 +174,7 @@ class Bench:
             Target(
                 "sink",
                 "broker stand-in",
-                (
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "bench.baselines.bare_asgi:app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    "{port}",
-                    "--loop",
-                    "uvloop",
-                    "--http",
-                    "httptools",
-                    "--no-access-log",
-                    "--lifespan",
-                    "off",
-                    "--log-level",
-                    "warning",
-                ),
+                uvicorn_command("bench.baselines.bare_asgi:app"),
             ),
             Cores(cores.load, cores.load),  # on the load generator's core, off the server's
         )
@@ -342,37 +309,9 @@ class Bench:
         return time.perf_counter() - started, True
 
     def wrk(self, port: int, op: str, seconds: int) -> tuple[dict[str, Any], float]:
-        wrk = shutil.which("wrk")
-        if wrk is None:
-            raise SystemExit("wrk is not installed: apt-get install -y wrk")
         script_args = ["get", str(self.ids_file)] if op == "get" else ["post", _sku_prefix()]
-        argv = self.cores.pin(
-            self.cores.load,
-            [
-                wrk,
-                "-t1",
-                f"-c{self.params.connections}",
-                f"-d{seconds}s",
-                "--timeout",
-                "5s",
-                "-s",
-                str(LUA),
-                f"http://127.0.0.1:{port}",
-                "--",
-                *script_args,
-            ],
-        )
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        result = json.loads(out.strip().splitlines()[-1])
-        errors = sum(
-            result[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors")
-        )
-        if errors:
-            raise RuntimeError(f"wrk saw errors ({op} on port {port}): {result}")
-        return result, cpu
+        url = f"http://127.0.0.1:{port}"
+        return run_wrk(self.cores, url, LUA, self.params.connections, seconds, *script_args)
 
     @contextlib.contextmanager
     def serving(self, target: Target) -> Iterator[Server]:

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import shutil
-import subprocess
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,6 +28,7 @@ from bench.common import (
     median,
     pin_self,
     post_event,
+    run_wrk,
     running,
     versions,
     write_json,
@@ -61,35 +59,7 @@ class Sample:
 
 
 def _wrk(port: int, cores: Cores, seconds: int, connections: int) -> tuple[dict[str, Any], float]:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    argv = cores.pin(
-        cores.load,
-        [
-            wrk,
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--timeout",
-            "5s",
-            "-s",
-            str(LUA),
-            f"http://127.0.0.1:{port}/",
-        ],
-    )
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    result = json.loads(out.strip().splitlines()[-1])
-    # Timeouts (no answer within 5 s) are latency, counted per sample; anything else is wrong.
-    errors = sum(
-        result[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors")
-    )
-    if errors:
-        raise RuntimeError(f"wrk saw errors against port {port}: {result}")
-    return result, cpu
+    return run_wrk(cores, f"http://127.0.0.1:{port}/", LUA, connections, seconds)
 
 
 def check_answer(server: Server) -> None:
