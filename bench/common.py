@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -200,6 +200,23 @@ def run_wrk(
     if errors:
         raise RuntimeError(f"wrk saw errors against {url}: {result}")
     return result, cpu
+
+
+def wrk_summary(
+    samples: list[dict[str, Any]], per_cpu: Callable[[dict[str, Any]], float]
+) -> dict[str, float]:
+    """Median and spread of a target's wrk runs; `per_cpu` says how a run counts CPU."""
+    rps = [s["rps"] for s in samples]
+    return {
+        "rps": median(rps),
+        "rps_min": min(rps),
+        "rps_max": max(rps),
+        "p50_ms": median([s["p50_ms"] for s in samples]),
+        "p99_ms": median([s["p99_ms"] for s in samples]),
+        "server_cpu": median([s["server_cpu"] for s in samples]),
+        "per_cpu": median([per_cpu(s) for s in samples]),
+        "wrk_cpu": max(s["wrk_cpu"] for s in samples),
+    }
 
 
 def free_port() -> int:

@@ -39,6 +39,7 @@ from typing import Any, Final
 
 import psutil
 from devplane.servers import MongoServer, mongo_server
+from products_api.models import PRODUCT_EXAMPLE
 
 from bench.common import (
     BENCH,
@@ -54,6 +55,7 @@ from bench.common import (
     run_wrk,
     uvicorn_command,
     write_json,
+    wrk_summary,
 )
 
 LUA: Final = BENCH / "wrk" / "rest.lua"
@@ -389,14 +391,7 @@ class Bench:
 
 
 _PER_CREATE: Final = ("id", "sku", "created_at", "updated_at")
-_EXAMPLE_REST: Final = {
-    "name": "Red running shoe",
-    "description": "Lightweight, size 42.",
-    "price": "89.90",
-    "currency": "EUR",
-    "stock": 12,
-    "tags": ["shoes", "running"],
-}
+_EXAMPLE_REST: Final = {k: v for k, v in PRODUCT_EXAMPLE.items() if k != "sku"}
 
 
 def _sku_prefix() -> str:
@@ -494,19 +489,11 @@ def paired_ratio(payload: dict[str, Any], op: str, per_cpu: bool = False) -> flo
 
 
 def summary(samples: list[dict[str, Any]]) -> dict[str, float]:
-    rps = [s["rps"] for s in samples]
     return {
-        "rps": median(rps),
-        "rps_min": min(rps),
-        "rps_max": max(rps),
-        "p50_ms": median([s["p50_ms"] for s in samples]),
-        "p99_ms": median([s["p99_ms"] for s in samples]),
-        "server_cpu": median([s["server_cpu"] for s in samples]),
-        "per_cpu": median([_per_cpu(s) for s in samples]),
+        **wrk_summary(samples, _per_cpu),
         "server_us": median([s["server_us"] for s in samples]),
         "db_us": median([s["db_us"] for s in samples]),
         "sink_us": median([s["sink_us"] for s in samples]),
-        "wrk_cpu": max(s["wrk_cpu"] for s in samples),
         "drain_s": max(s["drain_s"] for s in samples),
     }
 

@@ -32,6 +32,7 @@ from bench.common import (
     running,
     versions,
     write_json,
+    wrk_summary,
 )
 
 LUA = BENCH / "wrk" / "cloudevent.lua"
@@ -152,21 +153,7 @@ def paired_ratio(
 
 
 def summary(payload: dict[str, Any]) -> dict[str, dict[str, float]]:
-    out = {}
-    for key, entry in payload["targets"].items():
-        samples = entry["samples"]
-        rps = [s["rps"] for s in samples]
-        out[key] = {
-            "rps": median(rps),
-            "rps_min": min(rps),
-            "rps_max": max(rps),
-            "p50_ms": median([s["p50_ms"] for s in samples]),
-            "p99_ms": median([s["p99_ms"] for s in samples]),
-            "server_cpu": median([s["server_cpu"] for s in samples]),
-            "per_cpu": median([_per_cpu(s) for s in samples]),
-            "wrk_cpu": max(s["wrk_cpu"] for s in samples),
-        }
-    return out
+    return {k: wrk_summary(e["samples"], _per_cpu) for k, e in payload["targets"].items()}
 
 
 def _ratio(value: float | None) -> str:
