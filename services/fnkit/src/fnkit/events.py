@@ -164,9 +164,8 @@ def _event(attributes: dict[str, Any], data: Any) -> CloudEvent:
     depends on their names alone, so a set of names it has accepted once is not sent to it
     again; anything else is, every time. An event-factory for the SDK's bindings and formats.
     """
-    names = tuple(attributes)
-    if names not in _VALID_SHAPES or not _plain(attributes):
-        plain = _plain(attributes)
+    names, plain = tuple(attributes), _plain(attributes)
+    if not plain or names not in _VALID_SHAPES:
         event = CloudEvent(attributes, data)  # validates, and fills in a missing id or time
         if plain and len(_VALID_SHAPES) < _MAX_SHAPES:
             _VALID_SHAPES.add(names)
