@@ -24,7 +24,7 @@ import pytest
 import yaml
 from devplane.servers import FunctionProcess, MinioServer, MongoServer, free_port
 from minio import Minio
-from minio_source.setup import run
+from minio_source.setup import apply
 from pymongo import AsyncMongoClient
 
 from tests.fnkit.helpers import metric, parse_metrics
@@ -111,7 +111,7 @@ def chain_processes(
     minio.start()
     db = f"t_chain_{uuid.uuid4().hex[:8]}"
     try:
-        run(setup_settings(minio))
+        apply(setup_settings(minio), wait=30)
         common = shared_env(mongo_server.url, db, minio)
         with ProcessGroup(root) as group:
             processor = group.start(

@@ -19,7 +19,7 @@ import pytest
 from devplane.servers import FunctionProcess, MinioServer, free_port
 from fnkit.events import CloudEvent, event_data, parse_event
 from minio import Minio
-from minio_source.setup import run
+from minio_source.setup import apply
 
 from tests.fnkit.helpers import Sink
 from tests.minio_source.servers import setup_settings, source_env, webhook_minio
@@ -38,7 +38,7 @@ def source_port() -> int:
 def server(tmp_path_factory: pytest.TempPathFactory, source_port: int) -> Iterator[MinioServer]:
     server = webhook_minio(tmp_path_factory.mktemp("e2e-minio"), source_port)
     server.start()
-    run(setup_settings(server))
+    apply(setup_settings(server), wait=30)
     yield server
     server.stop()
 

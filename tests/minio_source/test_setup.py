@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import pytest
 from devplane.servers import MinioServer, free_port
 from minio import Minio
 from minio.notificationconfig import NotificationConfig, PrefixFilterRule, QueueConfig
-from minio_source.setup import SetupError, main, run
+from minio_source.setup import SetupError, apply, main
 
 from tests.minio_source.servers import (
     TARGET_ID,
@@ -78,7 +81,7 @@ def test_rules_of_other_targets_are_kept(server: MinioServer) -> None:
     )
     minio.set_bucket_notification("up-shared", NotificationConfig(queue_config_list=[theirs]))
 
-    changes = run(setup_settings(server, uploads_bucket="up-shared"))
+    changes = apply(setup_settings(server, uploads_bucket="up-shared"), wait=30)
 
     assert changes == ["created bucket processed", f"up-shared: s3:ObjectCreated:* -> {OURS}"]
     assert rules(server, "up-shared") == [
@@ -88,14 +91,15 @@ def test_rules_of_other_targets_are_kept(server: MinioServer) -> None:
 
 
 def test_a_changed_event_list_replaces_ours(server: MinioServer) -> None:
-    run(setup_settings(server, uploads_bucket="up-events"))
+    apply(setup_settings(server, uploads_bucket="up-events"), wait=30)
 
-    changes = run(
+    changes = apply(
         setup_settings(
             server,
             uploads_bucket="up-events",
             notify_events=["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
-        )
+        ),
+        wait=30,
     )
 
     assert len(changes) == 1
@@ -104,7 +108,7 @@ def test_a_changed_event_list_replaces_ours(server: MinioServer) -> None:
 
 def test_an_unknown_webhook_target_fails_with_the_fix(server: MinioServer) -> None:
     with pytest.raises(SetupError) as failed:
-        run(setup_settings(server, uploads_bucket="up-unknown", notify_target_id="NOPE"))
+        apply(setup_settings(server, uploads_bucket="up-unknown", notify_target_id="NOPE"), wait=1)
 
     assert "arn:minio:sqs::NOPE:webhook" in str(failed.value)
     assert "MINIO_NOTIFY_WEBHOOK_ENABLE_<ID>" in str(failed.value)
@@ -121,3 +125,34 @@ def test_an_unreachable_minio_fails_after_the_wait(
 
     assert status == 1
     assert "is not usable" in caplog.text
+
+
+def test_the_command_started_before_minio_waits_for_it_and_its_targets(tmp_path: Path) -> None:
+    # As in compose and the chart's hook Job: the command may start before MinIO, and MinIO
+    # answers requests before it has loaded its webhook targets in the background.
+    late = webhook_minio(tmp_path, free_port())
+    env = source_env(late, UPLOADS_BUCKET="up-late")
+    command = subprocess.Popen(
+        [sys.executable, "-m", "minio_source.setup", "--wait", "60"],
+        env={**os.environ, **env},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert command.stderr is not None
+    try:
+        before_minio = []  # the command's lines up to its first wait for MinIO
+        while not before_minio or "waiting for MinIO" not in before_minio[-1]:
+            line = command.stderr.readline()
+            if not line:
+                break
+            before_minio.append(line)
+        late.start()
+        _, stderr = command.communicate(timeout=90)
+        configured = rules(late, "up-late")
+    finally:
+        command.kill()
+        late.stop()
+
+    assert "waiting for MinIO" in before_minio[-1], before_minio
+    assert command.returncode == 0, stderr
+    assert configured == [(OURS, ("s3:ObjectCreated:*",))]

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 from devplane.servers import FunctionProcess, MinioServer, MongoServer, free_port
-from minio_source.setup import run as setup_minio
+from minio_source.setup import apply as setup_minio
 
 from tests.minio_source.servers import setup_settings, source_env, webhook_minio
 from tests.support.processes import ProcessGroup, shared_env
@@ -102,7 +102,7 @@ def platform(
     minio.start()
     db = f"t_cli_{uuid.uuid4().hex[:8]}"
     try:
-        setup_minio(setup_settings(minio))
+        setup_minio(setup_settings(minio), wait=30)
         common = shared_env(mongo_server.url, db, minio)
         plane_port = free_port()
         plane_url = f"http://127.0.0.1:{plane_port}"

@@ -32,6 +32,15 @@ class SetupError(RuntimeError):
     """MinIO refused the configuration; retrying will not help."""
 
 
+class UnknownTarget(SetupError):
+    """MinIO does not know the webhook target (yet).
+
+    MinIO answers requests before it has loaded its notification targets (it loads them in
+    the background after start-up), so right after a start this is worth retrying for a
+    while; after that it means the target is not configured.
+    """
+
+
 def client(settings: Settings) -> Minio:
     # A short connect timeout: an unreachable MinIO is retried by `main`, not waited on.
     http = urllib3.PoolManager(
@@ -81,7 +90,7 @@ def ensure_notification(minio: Minio, bucket: str, arn: str, events: list[str]) 
         )
     except S3Error as exc:
         if exc.code == "InvalidArgument":
-            raise SetupError(
+            raise UnknownTarget(
                 f"MinIO does not know the webhook target {arn}: start MinIO with "
                 "MINIO_NOTIFY_WEBHOOK_ENABLE_<ID>=on and MINIO_NOTIFY_WEBHOOK_ENDPOINT_<ID> "
                 f"(<ID> as in NOTIFY_TARGET_ID) ({exc.message})"
@@ -115,6 +124,27 @@ def run(settings: Settings) -> list[str]:
     return changes
 
 
+def apply(settings: Settings, wait: float) -> list[str]:
+    """`run`, retried for up to `wait` seconds while MinIO is unreachable or still starting.
+
+    Raises SetupError when MinIO refuses the configuration, or the last error once the
+    wait is over.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return run(settings)
+        except (UnknownTarget, HTTPError, S3Error, OSError) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            endpoint = settings.minio_endpoint
+            if isinstance(exc, UnknownTarget):
+                log.info("MinIO at %s has not loaded %s yet", endpoint, settings.notify_arn)
+            else:
+                log.info("waiting for MinIO at %s (%s)", endpoint, type(exc).__name__)
+            time.sleep(1.0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="minio-source-setup",
@@ -126,33 +156,27 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=60.0,
         metavar="SECONDS",
-        help="keep retrying while MinIO is unreachable (default 60)",
+        help="keep retrying while MinIO is unreachable or still loading its targets (default 60)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="minio-source-setup: %(message)s")
     settings = Settings()
-    deadline = time.monotonic() + args.wait
-    while True:
-        try:
-            changes = run(settings)
-        except SetupError as exc:
-            log.error("%s", exc)
-            return 1
-        except (HTTPError, S3Error, OSError) as exc:
-            if time.monotonic() >= deadline:
-                log.error("MinIO at %s is not usable: %s", settings.minio_endpoint, exc)
-                return 1
-            log.info("waiting for MinIO at %s (%s)", settings.minio_endpoint, type(exc).__name__)
-            time.sleep(1.0)
-            continue
-        for change in changes:
-            log.info("%s", change)
-        log.info(
-            "MinIO at %s is set up%s",
-            settings.minio_endpoint,
-            "" if changes else " (nothing to change)",
-        )
-        return 0
+    try:
+        changes = apply(settings, args.wait)
+    except SetupError as exc:
+        log.error("%s", exc)
+        return 1
+    except (HTTPError, S3Error, OSError) as exc:
+        log.error("MinIO at %s is not usable: %s", settings.minio_endpoint, exc)
+        return 1
+    for change in changes:
+        log.info("%s", change)
+    log.info(
+        "MinIO at %s is set up%s",
+        settings.minio_endpoint,
+        "" if changes else " (nothing to change)",
+    )
+    return 0
 
 
 if __name__ == "__main__":
