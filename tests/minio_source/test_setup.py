@@ -140,7 +140,7 @@ def test_the_command_started_before_minio_waits_for_it_and_its_targets(tmp_path:
     )
     assert command.stderr is not None
     try:
-        before_minio = []  # the command's lines up to its first wait for MinIO
+        before_minio: list[str] = []  # the command's lines up to its first wait for MinIO
         while not before_minio or "waiting for MinIO" not in before_minio[-1]:
             line = command.stderr.readline()
             if not line:
