@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,7 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from devplane.servers import FunctionProcess, free_port
+
+from tests.reliability.services import REPO
 
 StartFunction = Callable[..., FunctionProcess]
 
@@ -50,6 +54,27 @@ def plane_values(
         "eventing": {"delivery": {**(policy or delivery()), "deadLetterSink": "sink"}},
         "cronJobs": {"cleanup": {"enabled": False}},
         "functions": {**functions, "sink": {"url": dead_letter_url, "triggers": []}},
+    }
+    path.write_text(json.dumps(values))
+    return path
+
+
+def chart_values(
+    path: Path, urls: dict[str, str], *, dead_letter_url: str, policy: dict[str, Any]
+) -> Path:
+    """An extra values file: the chart's own Triggers of the functions in `urls`, at those URLs.
+
+    Every other chart function and every CronJob is off; `dead_letter_url` is the sink.
+    """
+    chart = yaml.safe_load((REPO / "charts/knative-playbook/values.yaml").read_text())
+    functions: dict[str, Any] = {
+        name: {"enabled": name in urls, "url": urls.get(name, "http://127.0.0.1:9")}
+        for name in chart["functions"]
+    }
+    values = {
+        "eventing": {"delivery": {**policy, "deadLetterSink": dead_letter_url}},
+        "cronJobs": {name: {"enabled": False} for name in chart.get("cronJobs", {})},
+        "functions": functions,
     }
     path.write_text(json.dumps(values))
     return path
@@ -165,6 +190,24 @@ async def event_outcomes(
         deliveries = events[0]["deliveries"] if events else []
         outcomes[event_id] = deliveries[0]["outcome"] if deliveries else "missing"
     return outcomes
+
+
+async def logged_events(client: httpx.AsyncClient, plane_url: str) -> list[dict[str, Any]]:
+    """Every event in devplane's log (size it with DEVPLANE_EVENT_LOG_SIZE), newest first."""
+    response = await client.get(f"{plane_url}/events", params={"limit": 10_000})
+    response.raise_for_status()
+    events: list[dict[str, Any]] = response.json()["events"]
+    return events
+
+
+async def kill_and_restart(process: FunctionProcess) -> float:
+    """SIGKILL `process` and start it again at once; the seconds until it is ready again."""
+    await asyncio.to_thread(process.stop, signal.SIGKILL)
+    killed = time.monotonic()
+    # As a container runtime restarts a crashed container: same port, same environment.
+    await asyncio.to_thread(process.start)
+    await asyncio.to_thread(process.wait_ready, 60)
+    return time.monotonic() - killed
 
 
 def report(name: str, figures: dict[str, Any]) -> None:
