@@ -10,8 +10,9 @@ has its effect exactly once, every event devplane accepted was delivered or dead
 and each service answers again.
 
 The services run with their crash-recovery timers shortened (QUICK), so that recovery fits a
-test: leases left behind by a killed process expire in seconds, sweeps run every second. The
-defaults recover the same way, only later (see docs/reliability.md).
+test: leases left behind by a killed process expire in seconds, sweeps run every second; and
+devplane retries for longer than a restart takes. What the defaults do instead is in
+docs/reliability.md.
 """
 
 from __future__ import annotations
