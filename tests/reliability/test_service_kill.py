@@ -130,13 +130,15 @@ async def under_traffic(
     return {name: await task for name, task in streams.items()}, restarts
 
 
-async def settled(client: httpx.AsyncClient, plane_url: str) -> tuple[int, Counter[str]]:
-    """Once no delivery is pending or retrying: events logged, and deliveries by outcome."""
+async def settled(
+    client: httpx.AsyncClient, plane_url: str
+) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """Once no delivery is pending or retrying: the events logged, and deliveries by outcome."""
 
-    async def quiet() -> tuple[int, Counter[str]] | None:
+    async def quiet() -> tuple[list[dict[str, Any]], Counter[str]] | None:
         events = await logged_events(client, plane_url)
         outcomes = Counter(d["outcome"] for e in events for d in e["deliveries"])
-        return None if outcomes["pending"] or outcomes["retrying"] else (len(events), outcomes)
+        return None if outcomes["pending"] or outcomes["retrying"] else (events, outcomes)
 
     return await wait_for(quiet, "devplane to settle every delivery", within=SETTLE_SECONDS)
 
@@ -177,12 +179,14 @@ async def start_together(
     return plane, dict(zip(envs, started, strict=True))
 
 
-def event_figures(logged: int, outcomes: Counter[str]) -> dict[str, Any]:
+def event_figures(events: list[dict[str, Any]], outcomes: Counter[str]) -> dict[str, Any]:
+    deliveries = [d for e in events for d in e["deliveries"]]
     return {
-        "events_accepted": logged,
-        "deliveries": sum(outcomes.values()),
+        "events_accepted": len(events),
+        "deliveries": len(deliveries),
         "delivered": outcomes["delivered"],
         "dead_lettered": outcomes["dead-lettered"],
+        "deliveries_retried": sum(1 for d in deliveries if d["attempts"] > 1),
     }
 
 
@@ -257,8 +261,7 @@ async def uploads_scenario(
             return bool(found >= len(acked))
 
         await wait_for(all_recorded, "a record of every upload", within=SETTLE_SECONDS)
-        logged, outcomes = await settled(client, plane_url)
-        events = await logged_events(client, plane_url)
+        events, outcomes = await settled(client, plane_url)
 
     records = await db["images"].find({"key": {"$in": acked}}).to_list()
     per_key = Counter(r["key"] for r in records)
@@ -280,7 +283,7 @@ async def uploads_scenario(
         "service-kill-uploads",
         {
             "uploads_acked": len(acked),
-            **event_figures(logged, outcomes),
+            **event_figures(events, outcomes),
             "services": recovery(restarts),
         },
     )
@@ -348,8 +351,7 @@ async def saga_scenario(
     stored = [str(o["_id"]) async for o in db["orders"].find({}, {"_id": 1})]
     assert set(placed.acked) <= set(stored), "an acknowledged order is lost"
     orders = await platform.all_finished(stored, within=SETTLE_SECONDS * 2)
-    logged, outcomes = await settled(client, platform.devplane)
-    events = await logged_events(client, platform.devplane)
+    events, outcomes = await settled(client, platform.devplane)
 
     # Every acknowledged product stored once, readable, announced.
     found = await db["products"].find({"sku": {"$in": made.acked}}, {"sku": 1}).to_list()
@@ -375,6 +377,10 @@ async def saga_scenario(
     assert (await platform.get_product(item["id"]))["stock"] == stock - len(stored)
     assert set(outcomes) <= FINAL, f"deliveries neither delivered nor dead-lettered: {outcomes}"
     assert outcomes["dead-lettered"] == len(sink.events) == 0, "retries outlast each restart"
+    workflows = [await platform.workflow(order_id) for order_id in stored]
+    step_retries = sum(
+        len(node["attempts"]) - 1 for w in workflows if w for node in w["nodes"] if node["attempts"]
+    )
     answered = {
         "products-api": made.first_ack_after(restarts["products-api"]["at"]),
         "orders-api": placed.first_ack_after(restarts["orders-api"]["at"]),
@@ -390,7 +396,8 @@ async def saga_scenario(
             "orders_stored": len(stored),
             "orders_refused": placed.refused,
             "orders_unanswered": placed.errors,
-            **event_figures(logged, outcomes),
+            **event_figures(events, outcomes),
+            "workflow_steps_retried": step_retries,
             "services": recovery(restarts, **answered),
         },
     )
@@ -468,8 +475,7 @@ async def fanout_scenario(plane: Plane, victims: list[FunctionProcess]) -> None:
     )
     jobs = sent["jobs"]
     finished = {job_id: await plane.completed(job_id, SETTLE_SECONDS) for job_id in jobs.acked}
-    logged, outcomes = await settled(client, plane.devplane.url)
-    events = await logged_events(client, plane.devplane.url)
+    events, outcomes = await settled(client, plane.devplane.url)
 
     failing = {j: int(j in with_doomed) for j in jobs.acked}
     assert {
@@ -504,7 +510,7 @@ async def fanout_scenario(plane: Plane, victims: list[FunctionProcess]) -> None:
             "items": len(jobs.acked) * ITEMS,
             "doomed_items": len(doomed),
             "dead_letters_stored_before_its_kill": letters_before_kill,
-            **event_figures(logged, outcomes),
+            **event_figures(events, outcomes),
             "services": recovery(restarts, **{"bulk-jobs": answered}),
         },
     )
