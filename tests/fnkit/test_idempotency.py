@@ -21,6 +21,7 @@ from tests.fnkit.sample_functions import (
     RECORDS,
     SampleSettings,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -131,10 +132,16 @@ def record_of(fn: Function[Any], event_id: str, source: str = SOURCE) -> str:
 @pytest.fixture
 def gated_app(service_env: dict[str, str]) -> tuple[Function[SampleSettings], dict[str, Any]]:
     """A function whose idempotent handler waits for the test to open a gate."""
+    return gated_function(service_env)
+
+
+def gated_function(
+    service_env: dict[str, str], **overrides: Any
+) -> tuple[Function[SampleSettings], dict[str, Any]]:
     fn: Function[SampleSettings] = Function(
         unique_name(),
         settings_class=SampleSettings,
-        settings=settings_from(service_env),
+        settings=settings_from(service_env, **overrides),
         mongo=True,
     )
     state: dict[str, Any] = {"entered": asyncio.Event(), "gate": asyncio.Event(), "runs": 0}
@@ -170,6 +177,34 @@ async def test_concurrent_duplicate_while_running_gets_409(
     assert finished.status_code == 200
     assert later.status_code == 200
     assert later.json() == finished.json() == {"run": 1}
+    assert state["runs"] == 1
+
+
+async def test_a_handler_outlasting_its_lease_keeps_it_while_it_runs(
+    service_env: dict[str, str], mongo_db: Any
+) -> None:
+    fn, state = gated_function(service_env, idempotency_lease_seconds=0.6)
+    async with serve(fn) as served:
+        first = asyncio.create_task(served.binary(GATED, {}, id="evt-long"))
+        await state["entered"].wait()
+        await asyncio.sleep(2.0)  # more than three leases: only renewals keep the claim
+        claim = await mongo_db[COLLECTION].find_one({"_id": record_of(fn, "evt-long")})
+        second = asyncio.create_task(served.binary(GATED, {}, id="evt-long"))
+
+        async def settled() -> bool:
+            # Answered at once (409), or, were the claim taken over, running the work again.
+            return second.done() or state["runs"] > 1
+
+        await wait_for(settled, "the redelivery's answer or its run")
+        state["gate"].set()
+        duplicate, finished = await second, await first
+
+    assert duplicate.status_code == 409
+    assert claim["state"] == "running"
+    assert claim["lease_until"].replace(tzinfo=UTC) > claim["claimed_at"].replace(
+        tzinfo=UTC
+    ) + timedelta(seconds=1.5), "renewed while the handler ran"
+    assert finished.status_code == 200
     assert state["runs"] == 1
 
 

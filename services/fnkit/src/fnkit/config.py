@@ -108,9 +108,13 @@ class FunctionSettings(BaseModel):
     otel_sdk_disabled: bool = Field(default=False, description="True: no tracing at all.")
 
     idempotency_lease_seconds: float = Field(
-        default=120.0,
+        default=10.0,
         gt=0,
-        description="How long a delivery owns an event key before another may take over.",
+        description=(
+            "How long after its holder stops renewing it (it renews every third of this while"
+            " the work runs) a claim on an event key may be taken over by a redelivery; keep it"
+            " below the Triggers' retry budget, so that a crashed handler's event is retried."
+        ),
     )
 
     def placeholder_secrets(self, *, mongo: bool, minio: bool) -> list[str]:

@@ -10,18 +10,25 @@ unique `_id` index settles any race, with no read-then-write. The claim is a lea
 - another delivery holds a live lease -> 409, which Knative retries later;
 - the lease ran out (its holder crashed) -> the next delivery takes the key over.
 
+While the work runs, its holder renews the lease every third of it, so a lease only runs
+out when its holder is gone. The lease can therefore be short, shorter than the broker's
+retry budget: an event whose handler died with its process is taken over by one of the
+broker's retries instead of running out of them and going to the dead-letter sink. A
+handler longer than a third of the lease costs a write per renewal; shorter ones, none.
+
 Records are kept per function: one event delivered to two functions (two Triggers on one
 type) has its effects in each, even though every function shares the collection.
 
 Records are not kept for ever: `prune` (run by the cleanup CronJob) drops those finished, or
 abandoned, longer ago than a retention far beyond any redelivery (FerretDB has no TTL index).
 
-Work must finish well inside the lease (`IDEMPOTENCY_LEASE_SECONDS`), or a second delivery
-may take over and run it again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -39,6 +46,8 @@ RUNNING: Final = "running"
 DONE: Final = "done"
 
 Work = Callable[[], Awaitable[CloudEvent | None]]
+
+log = logging.getLogger("fnkit.idempotency")
 
 
 def event_key(event: CloudEvent) -> str:
@@ -66,11 +75,23 @@ class IdempotencyGuard:
         if stored is not None:
             reply = stored.get("reply")
             return (from_json(bytes(reply)) if reply else None), False
+        # Most work ends before the first renewal is due: a timer, not a task per call.
+        renewing: list[asyncio.Task[None]] = []
+        timer = asyncio.get_running_loop().call_later(
+            self.lease.total_seconds() / 3,
+            lambda: renewing.append(asyncio.create_task(self._renew(record, owner))),
+        )
         try:
             reply = await work()
         except BaseException:
             await self.collection.delete_one({"_id": record, "owner": owner})
             raise
+        finally:
+            timer.cancel()
+            for task in renewing:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.collection.update_one(
             {"_id": record, "owner": owner},
             {
@@ -82,6 +103,19 @@ class IdempotencyGuard:
             },
         )
         return reply, True
+
+    async def _renew(self, record: str, owner: str) -> None:
+        """Extend `owner`'s lease every third of it while its work runs."""
+        interval = self.lease.total_seconds() / 3
+        while True:
+            try:
+                await self.collection.update_one(
+                    {"_id": record, "owner": owner, "state": RUNNING},
+                    {"$set": {"lease_until": datetime.now(UTC) + self.lease}},
+                )
+            except Exception as exc:
+                log.warning("could not renew the lease of %s: %s", record, exc)
+            await asyncio.sleep(interval)
 
     async def _claim(self, record: str, owner: str, key: str) -> dict[str, Any] | None:
         """Claim `record` (returns None) or return the finished record of an earlier delivery."""
