@@ -1,5 +1,5 @@
 """The outbox relay on the real MongoDB-protocol server: send, pop, keep while the broker is
-down, sweep what a previous process left behind."""
+down, sweep what a previous process left behind; staged events of inserts."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from fnkit import CloudEvent, EmitError
 from fnkit.events import new_event
 from fnkit.outbox import FIELD, OutboxRelay, entry
+from pymongo.errors import DuplicateKeyError
 
 pytestmark = pytest.mark.integration
 
@@ -95,3 +96,58 @@ async def test_start_sweeps_at_once_for_a_previous_process(mongo_db: Any) -> Non
         await relay.close()
 
     assert [e.get_id() for e in broker.events] == ["e7"]
+
+
+def _staging(collection: Any, broker: Broker) -> OutboxRelay:
+    return OutboxRelay(collection, broker.emit, grace_seconds=0, interval_seconds=60, staging=True)
+
+
+async def test_a_staged_event_is_sent_then_deleted_and_goes_before_the_array(
+    mongo_db: Any,
+) -> None:
+    broker = Broker()
+    relay = _staging(mongo_db["things"], broker)
+    staged = await relay.stage("a", _event(1), datetime.now(UTC))
+    pending = await _insert(mongo_db["things"], "a", 2)  # as if changed before it was sent
+
+    relay.send_soon("a", pending)
+    await relay.flush()
+
+    assert [e.get_id() for e in broker.events] == ["e1", "e2"]
+    assert staged["_id"] == "e1"
+    assert await relay.staged.count_documents({}) == 0
+    assert (await mongo_db["things"].find_one({"_id": "a"}))[FIELD] == []
+
+
+async def test_a_staged_event_whose_insert_landed_is_sent_by_a_later_sweep(
+    mongo_db: Any,
+) -> None:
+    # The process died after the insert, before the send.
+    broker = Broker()
+    relay = _staging(mongo_db["things"], broker)
+    await relay.stage("a", _event(1), datetime.now(UTC))
+    await mongo_db["things"].insert_one({"_id": "a", FIELD: []})
+
+    assert await relay.sweep() is True
+    await relay.flush()
+
+    assert [e.get_id() for e in broker.events] == ["e1"]
+    assert await relay.staged.count_documents({}) == 0
+    assert await relay.sweep() is True
+    assert len(broker.events) == 1
+
+
+async def test_a_staged_event_whose_insert_never_landed_is_dropped_and_the_insert_fenced(
+    mongo_db: Any,
+) -> None:
+    broker = Broker()
+    relay = _staging(mongo_db["things"], broker)
+    await relay.stage("a", _event(1), datetime.now(UTC))
+
+    assert await relay.sweep() is True
+
+    assert broker.events == []
+    assert await relay.staged.count_documents({}) == 0
+    assert await mongo_db["things"].find_one({"_id": "a"}) == {"_id": "a"}
+    with pytest.raises(DuplicateKeyError):  # the late insert is refused: never acknowledged
+        await mongo_db["things"].insert_one({"_id": "a", FIELD: []})

@@ -25,8 +25,11 @@ async def stored(api: Api, product_id: str) -> dict[str, Any] | None:
 
 
 async def pending(api: Api, product_id: str) -> list[str]:
+    """Events not sent yet: a create's, staged beside the product, then those in its outbox."""
+    staged = await api.store.relay.staged.find({"doc": ObjectId(product_id)}).to_list()
     doc = await stored(api, product_id)
-    return [entry["id"] for entry in doc.get("outbox", [])] if doc else []
+    in_doc = [entry["id"] for entry in doc.get("outbox", [])] if doc else []
+    return [entry["_id"] for entry in staged] + in_doc
 
 
 async def test_each_change_emits_its_event_once_with_the_products_state(

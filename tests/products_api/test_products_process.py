@@ -53,8 +53,11 @@ async def two_more_sweeps(url: str) -> None:
 
 
 async def pending_events(mongo_db: Any) -> list[str]:
+    """Events not sent yet: creates' staged beside the products, the rest in their outboxes."""
+    staged = await mongo_db["products_outbox"].find({}, {"_id": 1}).to_list()
     docs = await mongo_db["products"].find({}, {"outbox": 1}).to_list()
-    return sorted(entry["id"] for doc in docs for entry in doc.get("outbox", []))
+    in_docs = [entry["id"] for doc in docs for entry in doc.get("outbox", [])]
+    return sorted([entry["_id"] for entry in staged] + in_docs)
 
 
 async def start(

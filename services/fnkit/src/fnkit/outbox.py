@@ -11,10 +11,23 @@ with the same id (and the very same stored bytes), which is how consumers recogn
 A document's events leave in the order they were written, and the pop is conditional on the
 event being at the head of the array, so two senders racing each other pop it only once.
 
+A change that inserts a new document can instead stage its event (a relay made with
+`staging=True`): `stage()` inserts it into
+a small companion collection (`<collection>_outbox`, keyed by the event id) before the
+document is inserted (the events of concurrent inserts in one command), and a sent event is
+deleted from there, many at once, in the background. An insert and its event then cost
+writes of new documents only, never a write to an existing one, which on FerretDB reads the
+whole collection. The document's insert is the commit point: a staged event whose document
+exists is sent; one whose document is still missing after the grace period is dropped once
+the sweep has fenced that `_id` off (inserted `fence(doc_id)` there, so that a late insert
+fails and was never acknowledged). A staged event leaves before its document's array.
+
 Use: append `entry(event, at)` to the document's `outbox` in the write that makes the change,
-then `relay.send_soon(doc_id, doc["outbox"])`; `start()` the sweep at start-up and `close()`
-it on shutdown. A subclass adds what its documents need after a pop or a sweep (products-api
-removes a deleted product's tombstone once its last event is out).
+then `relay.send_soon(doc_id, doc["outbox"])`; or `staged = await relay.stage(doc_id, event,
+at)`, insert the document, then `relay.send_soon(doc_id, [staged])` (`unstage(staged)` if the
+insert was refused). `start()` the sweep at start-up and `close()` it on shutdown. A subclass
+adds what its documents need after a pop or a sweep (products-api removes a deleted product's
+tombstone once its last event is out) and the shape of a fence.
 """
 
 from __future__ import annotations
@@ -28,16 +41,24 @@ from typing import Any, Final
 from bson import Binary
 from prometheus_client import Counter, Gauge
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import OperationFailure, PyMongoError
 
+from fnkit.batch import Batcher
 from fnkit.errors import EmitError
 from fnkit.events import CloudEvent, from_json, to_json
 from fnkit.locks import KeyedLock
+from fnkit.mongo import insert_many_once, is_duplicate_key
 
-__all__ = ["FIELD", "OutboxRelay", "entry"]
+__all__ = ["FIELD", "STAGED_SUFFIX", "OutboxRelay", "entry"]
 
 log = logging.getLogger("fnkit.outbox")
 
 FIELD: Final = "outbox"
+STAGED_SUFFIX: Final = "_outbox"
+# Failed deletes of sent staged events: the pause between attempts, and how many in a row
+# before the next send or sweep takes over (a database that is down must not hold a shutdown).
+_UNSTAGE_RETRY_SECONDS: Final = 0.5
+_UNSTAGE_ATTEMPTS: Final = 3
 
 SWEEPS: Final = Counter(
     "fnkit_outbox_sweeps",
@@ -76,6 +97,7 @@ class OutboxRelay:
         interval_seconds: float,
         batch: int = 100,
         locks: KeyedLock | None = None,
+        staging: bool = False,
     ) -> None:
         self.collection = collection
         self.locks = locks or KeyedLock()
@@ -89,10 +111,48 @@ class OutboxRelay:
         self._written_again: set[Any] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        # Whether inserts stage their events (see above): only then is there more to look up.
+        self.staging = staging
+        self.staged = collection.database[collection.name + STAGED_SUFFIX]
+        # Concurrent creates stage their events in one insert (group commit, fnkit.batch).
+        self._stager: Batcher[dict[str, Any], bool | OperationFailure] = Batcher(
+            self.staged.name, self._insert_staged
+        )
+        # Staged events to delete (sent, or their insert refused), which the deleter takes
+        # in batches.
+        self._unstaging: set[str] = set()
+        self._unstager: asyncio.Task[None] | None = None
 
     async def create_indexes(self) -> None:
-        """The index the sweep's query uses."""
+        """The indexes the sweep's queries and the staged events' lookup use."""
         await self.collection.create_index(f"{FIELD}.at", name="outbox_at")
+        if self.staging:
+            await self.staged.create_index("doc", name="doc")
+            await self.staged.create_index("at", name="at")
+
+    async def stage(self, doc_id: Any, event: CloudEvent, at: datetime) -> dict[str, Any]:
+        """Store `event` for the document an insert is about to create; insert it next."""
+        if not self.staging:
+            raise RuntimeError("this outbox relay was made without staging=True")
+        staged = {"_id": event.get_id(), "doc": doc_id, **entry(event, at)}
+        # Already there (False) is the same event: its id names the change it announces.
+        outcome = await self._stager.submit(staged)
+        if isinstance(outcome, OperationFailure):
+            raise outcome
+        return staged
+
+    async def _insert_staged(
+        self, items: Sequence[dict[str, Any]]
+    ) -> list[bool | OperationFailure]:
+        return await insert_many_once(self.staged, list(items))
+
+    def unstage(self, staged: Entry) -> None:
+        """Drop the event of an insert the database refused (if this fails, the sweep will)."""
+        self._unstage_soon(staged["_id"])
+
+    def fence(self, doc_id: Any, at: datetime) -> dict[str, Any]:
+        """The document the sweep inserts in place of a staged event's missing one."""
+        return {"_id": doc_id}
 
     def send_soon(self, doc_id: Any, pending: Sequence[Entry]) -> None:
         """Send a document's pending events in the background, right after the write."""
@@ -120,6 +180,9 @@ class OutboxRelay:
             return True
         self._sending.add(doc_id)
         try:
+            if self.staging and any("_id" not in item for item in pending):
+                # The document's array follows its insert's staged event, if still there.
+                pending = [*await self._staged_of(doc_id), *pending]
             while True:
                 for item in pending:
                     try:
@@ -134,15 +197,50 @@ class OutboxRelay:
                             },
                         )
                         return False
-                    await self._pop(doc_id, item)
+                    if "_id" in item:
+                        self._unstage_soon(item["_id"])
+                    else:
+                        await self._pop(doc_id, item)
                 if doc_id not in self._written_again:
                     return True
                 self._written_again.discard(doc_id)
                 doc = await self.collection.find_one({"_id": doc_id}, {FIELD: 1})
-                pending = doc.get(FIELD, []) if doc else []
+                pending = [*await self._staged_of(doc_id), *(doc.get(FIELD, []) if doc else [])]
         finally:
             self._sending.discard(doc_id)
             self._written_again.discard(doc_id)
+
+    async def _staged_of(self, doc_id: Any) -> list[dict[str, Any]]:
+        if not self.staging:
+            return []
+        found = await self.staged.find({"doc": doc_id}).sort("at", 1).to_list()
+        return [item for item in found if item["_id"] not in self._unstaging]
+
+    def _unstage_soon(self, event_id: str) -> None:
+        self._unstaging.add(event_id)
+        self._start_unstaging()
+
+    def _start_unstaging(self) -> None:
+        if self._unstaging and (self._unstager is None or self._unstager.done()):
+            self._unstager = asyncio.create_task(self._unstage(), name="outbox-unstage")
+
+    async def _unstage(self) -> None:
+        # One delete for every event sent since the last one: the batch grows with the load.
+        failures = 0
+        while self._unstaging and failures < _UNSTAGE_ATTEMPTS:
+            batch = list(self._unstaging)
+            try:
+                await self.staged.delete_many({"_id": {"$in": batch}})
+            except PyMongoError as exc:
+                failures += 1
+                log.warning(
+                    "could not delete sent staged events; retrying",
+                    extra={"events": len(batch), "error": f"{type(exc).__name__}: {exc}"},
+                )
+                await asyncio.sleep(_UNSTAGE_RETRY_SECONDS)
+                continue
+            failures = 0
+            self._unstaging.difference_update(batch)
 
     async def _pop(self, doc_id: Any, item: Entry) -> None:
         # Conditional on the event being at the head, so a racing sender cannot pop a newer one.
@@ -168,6 +266,8 @@ class OutboxRelay:
     async def sweep(self) -> bool:
         """Send every event older than the grace period; False if the broker refused one."""
         cutoff = datetime.now(UTC) - self.grace
+        if self.staging and not await self._sweep_staged(cutoff):
+            return False
         query: dict[str, Any] = {f"{FIELD}.at": {"$lte": cutoff}}
         while True:
             docs = (
@@ -185,12 +285,46 @@ class OutboxRelay:
         await self.swept(cutoff)
         return True
 
+    async def _sweep_staged(self, cutoff: datetime) -> bool:
+        query: dict[str, Any] = {"at": {"$lte": cutoff}}
+        while True:
+            found = await self.staged.find(query).sort("_id", 1).limit(self.batch).to_list()
+            for staged in found:
+                doc_id = staged["doc"]
+                if staged["_id"] in self._unstaging or doc_id in self._sending:
+                    continue
+                if not await self._inserted(doc_id):
+                    await self.staged.delete_one({"_id": staged["_id"]})
+                elif not await self.send(doc_id, [staged]):
+                    return False
+            if len(found) < self.batch:
+                self._start_unstaging()  # sent ones whose delete failed before
+                return True
+            query["_id"] = {"$gt": found[-1]["_id"]}
+
+    async def _inserted(self, doc_id: Any) -> bool:
+        """Whether the document exists; if not, a fence makes sure it never will."""
+        if await self.collection.find_one({"_id": doc_id}, {"_id": 1}) is not None:
+            return True
+        try:
+            await self.collection.insert_one(self.fence(doc_id, datetime.now(UTC)))
+        except PyMongoError as exc:
+            if isinstance(exc, OperationFailure) and is_duplicate_key(exc):
+                return True  # inserted just now, after all
+            raise
+        log.info(
+            "staged event of an insert that never happened dropped", extra={"doc_id": str(doc_id)}
+        )
+        return False
+
     async def _sweep_forever(self) -> None:
         while True:
             pending: int | None = None
             try:
                 outcome = "complete" if await self.sweep() else "broker_unavailable"
                 pending = await self.collection.count_documents({f"{FIELD}.0": {"$exists": True}})
+                if self.staging:
+                    pending += await self.staged.count_documents({})
             except Exception as exc:
                 outcome = "failed"
                 log.warning("outbox sweep failed", extra={"error": f"{type(exc).__name__}: {exc}"})
@@ -203,8 +337,10 @@ class OutboxRelay:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="outbox-sweep")
 
     async def flush(self) -> None:
-        """Wait for the sends started after writes to finish, whatever their outcome."""
+        """Wait for the sends started after writes, and the deletes of sent staged events."""
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._unstager is not None:
+            await asyncio.gather(self._unstager, return_exceptions=True)
 
     async def close(self) -> None:
         """Stop sweeping and let the sends already under way finish."""

@@ -3,7 +3,11 @@
 MongoDB-protocol servers without transactions (FerretDB) still write one document atomically,
 so every change to a product appends the event that announces it to the product's own
 `outbox` array in that same write: the change and its event are stored together or not at all.
-After the write, the event is posted to the broker and then popped from the array. When the
+After the write, the event is posted to the broker and then popped from the array. A create
+stages its event in `products_outbox` instead, right before inserting the product, and the
+insert decides: a staged event whose product exists is sent, then deleted with others in one
+delete; one whose product never appeared is fenced off by a tombstone without an outbox (so
+the late insert fails) and dropped. When the
 broker is down the event simply stays; a sweep, at start-up and then periodically, sends what
 is still pending. Delivery is therefore at least once: a crash between the post and the pop,
 or a sweep racing a request, sends an event twice, with the same id (and the very same stored
@@ -20,8 +24,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Final
 
-from fnkit.outbox import FIELD, Entry, OutboxRelay, entry
+from fnkit.locks import KeyedLock
+from fnkit.outbox import FIELD, Emit, Entry, OutboxRelay, entry
 from prometheus_client import Counter, Gauge
+from pymongo.asynchronous.collection import AsyncCollection
 
 __all__ = ["DELETED_TYPE", "FIELD", "ProductOutbox", "entry"]
 
@@ -37,13 +43,37 @@ PENDING: Final = Gauge(
 
 
 class ProductOutbox(OutboxRelay):
-    """fnkit's outbox relay, plus the removal of a deleted product's tombstone."""
+    """fnkit's outbox relay, staging creates' events, and removing deleted products' tombstones."""
+
+    def __init__(
+        self,
+        collection: AsyncCollection[dict[str, Any]],
+        emit: Emit,
+        *,
+        grace_seconds: float,
+        interval_seconds: float,
+        batch: int = 100,
+        locks: KeyedLock | None = None,
+    ) -> None:
+        super().__init__(
+            collection,
+            emit,
+            grace_seconds=grace_seconds,
+            interval_seconds=interval_seconds,
+            batch=batch,
+            locks=locks,
+            staging=True,
+        )
 
     async def popped(self, doc_id: Any, item: Entry) -> None:
         if item["type"] == DELETED_TYPE:
             await self.collection.delete_one(
                 {"_id": doc_id, "deleted_at": {"$exists": True}, FIELD: {"$size": 0}}
             )
+
+    def fence(self, doc_id: Any, at: datetime) -> dict[str, Any]:
+        # A tombstone that reads as a deleted product, kept for good: no outbox to empty.
+        return {"_id": doc_id, "version": 0, "deleted_at": at}
 
     async def swept(self, cutoff: datetime) -> None:
         # Tombstones whose last event went out but whose removal did not (a crash in between).

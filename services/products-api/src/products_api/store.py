@@ -3,10 +3,11 @@
 A document holds the product's fields (the price in integer minor units, which every
 MongoDB-protocol server stores, compares and sorts exactly; FerretDB has no Decimal128), a
 `version` that every change increments (the ETag), and the `outbox` of events not yet sent
-(see outbox.py). Creating is one insert and reading one find, so the hot paths make one round
-trip each; a change reads the current document, then writes on the condition that its version
-is still the one read, which is how concurrent writers are told apart without transactions
-(on MongoDB; FerretDB needs the per-product lock, fnkit.locks.KeyedLock, as well).
+(see outbox.py). Creating is two inserts (its event, staged, then the product), each shared
+with the creates under way (group commit), and reading is one find; a change reads the current
+document, then writes on the condition that its version is still the one read, which is how
+concurrent writers are told apart without transactions (on MongoDB; FerretDB needs the
+per-product lock, fnkit.locks.KeyedLock, as well).
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final, Protocol
 
 from bson import ObjectId
-from fnkit import CloudEvent, Conflict, NotFound, PreconditionFailed, Rejected
-from fnkit.mongo import is_duplicate_key
+from fnkit import CloudEvent, Conflict, NotFound, PreconditionFailed, Rejected, Unavailable
+from fnkit.batch import Batcher
+from fnkit.mongo import insert_many_once, is_duplicate_key
 from fnkit.mongo import now as _now
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
@@ -163,13 +165,18 @@ class ProductStore:
         self.collection = collection
         self.relay = relay
         self._new_event = new_event
+        # Concurrent creates insert their products in one command (group commit, fnkit.batch):
+        # FerretDB charges per command, not per document.
+        self._inserter: Batcher[dict[str, Any], bool | OperationFailure] = Batcher(
+            collection.name, self._insert
+        )
 
     async def create_indexes(self) -> None:
         # Sparse, so that tombstones (which drop their sku) free it at once.
         await self.collection.create_index("sku", unique=True, sparse=True, name="sku_unique")
         await self.collection.create_index("tags", name="tags")
         await self.collection.create_index("price_minor", name="price_minor")
-        await self.collection.create_index(f"{outbox.FIELD}.at", name="outbox_at")
+        await self.relay.create_indexes()
 
     def _event(self, type: str, product_id: ObjectId, version: int, data: Any) -> CloudEvent:
         # The id is derived from the change it announces: a re-send is a recognisable duplicate.
@@ -187,16 +194,26 @@ class ProductStore:
             "version": 1,
             "created_at": now,
             "updated_at": now,
-            outbox.FIELD: [outbox.entry(event, now)],
+            outbox.FIELD: [],
         }
-        try:
-            await self.collection.insert_one(doc)
-        except OperationFailure as exc:
-            if is_duplicate_key(exc):
-                raise self._sku_taken(data.sku) from None
-            raise
-        self.relay.send_soon(product_id, doc[outbox.FIELD])
+        # Staged, not in the document: its removal once sent is then no write to the product,
+        # which on FerretDB would read the whole catalogue.
+        staged = await self.relay.stage(product_id, event, now)
+        # If this raises, the product may be stored after all: the sweep finds out, and sends
+        # its event or fences it off.
+        inserted = await self._inserter.submit(doc)
+        if isinstance(inserted, OperationFailure):
+            raise inserted
+        if not inserted:
+            self.relay.unstage(staged)
+            if await self.collection.find_one({"_id": product_id}, {"_id": 1}) is not None:
+                raise Unavailable("the create took too long and was not stored; retry")
+            raise self._sku_taken(data.sku)
+        self.relay.send_soon(product_id, [staged])
         return product
+
+    async def _insert(self, docs: Sequence[dict[str, Any]]) -> list[bool | OperationFailure]:
+        return await insert_many_once(self.collection, list(docs))
 
     async def get(self, product_id: ObjectId) -> Product:
         doc = await self.collection.find_one({"_id": product_id}, {outbox.FIELD: 0})
