@@ -1,15 +1,18 @@
-"""fnkit.rest.shortcut: a hot route answered ahead of FastAPI, the rest left to FastAPI."""
+"""fnkit.rest.shortcut and body_shortcut: a hot route answered ahead of FastAPI, the rest
+left to FastAPI."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Any
 
 import pytest
 from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse, Response
 from fnkit import Function, NotFound
-from fnkit.rest import install, shortcut
+from fnkit.rest import body_shortcut, install, shortcut
+from pydantic import BaseModel
+from starlette.types import Scope
 
 from tests.fnkit.helpers import serve, unique_name
 from tests.fnkit.sample_functions import SampleSettings
@@ -72,3 +75,63 @@ async def test_what_the_pattern_leaves_out_is_fastapis() -> None:
     assert malformed.json()["error"]["details"][0]["loc"] == ["path", "thing_id"]
     assert deeper.status_code == 404
     assert other_method.status_code == 405
+
+
+class Thing(BaseModel):
+    name: str
+
+
+def create_app(answered_by: list[str]) -> Function[SampleSettings]:
+    router = APIRouter()
+
+    @router.post("/things", status_code=201)
+    async def create_thing(thing: Thing) -> Response:
+        answered_by.append("fastapi")
+        return JSONResponse({"name": thing.name}, status_code=201)
+
+    async def fast_create(scope: Scope, params: Mapping[str, str], body: bytes) -> Response | None:
+        try:
+            thing = Thing.model_validate_json(body)
+        except ValueError:
+            return None
+        answered_by.append("shortcut")
+        return JSONResponse({"name": thing.name}, status_code=201)
+
+    fn = Function(unique_name(), settings_class=SampleSettings, settings=SampleSettings())
+    fn.api.include_router(router)
+    body_shortcut(fn.api, "POST", "/things", fast_create)
+    install(fn.api, max_body_bytes=64)  # added after: its limit wraps the shortcut
+    return fn
+
+
+async def test_a_body_the_shortcut_accepts_is_its_and_one_it_refuses_fastapis() -> None:
+    answered_by: list[str] = []
+    async with serve(create_app(answered_by)) as served:
+        created = await served.client.post("/things", json={"name": "x"})
+        invalid = await served.client.post("/things", json={"name": 1})
+        not_json = await served.client.post(
+            "/things", content=b"{", headers={"content-type": "application/json"}
+        )
+        as_text = await served.client.post(
+            "/things", content=b'{"name": "x"}', headers={"content-type": "text/plain"}
+        )
+
+        async def chunks() -> Any:
+            for _ in range(10):
+                yield b" " * 20
+
+        streamed = await served.client.post(
+            "/things", content=chunks(), headers={"content-type": "application/json"}
+        )
+
+    assert (created.status_code, created.json()) == (201, {"name": "x"})
+    assert answered_by == ["shortcut"]
+    assert invalid.status_code == 422
+    assert invalid.json()["error"]["details"][0]["loc"] == ["body", "name"]
+    assert not_json.status_code == 422
+    assert not_json.json()["error"]["details"][0]["type"] == "json_invalid"
+    # Not declared JSON: FastAPI's answer (it does not read the body as JSON), not the shortcut's.
+    assert as_text.status_code == 422
+    assert answered_by == ["shortcut"]
+    assert streamed.status_code == 413
+    assert streamed.json()["error"]["code"] == "payload_too_large"

@@ -56,7 +56,8 @@ log = logging.getLogger("fnkit.outbox")
 FIELD: Final = "outbox"
 STAGED_SUFFIX: Final = "_outbox"
 # Failed deletes of sent staged events: the pause between attempts, and how many in a row
-# before the next send or sweep takes over (a database that is down must not hold a shutdown).
+# before the next send or the sweep takes over (a database that is down must not hold a
+# shutdown).
 _UNSTAGE_RETRY_SECONDS: Final = 0.5
 _UNSTAGE_ATTEMPTS: Final = 3
 
@@ -218,10 +219,7 @@ class OutboxRelay:
 
     def _unstage_soon(self, event_id: str) -> None:
         self._unstaging.add(event_id)
-        self._start_unstaging()
-
-    def _start_unstaging(self) -> None:
-        if self._unstaging and (self._unstager is None or self._unstager.done()):
+        if self._unstager is None or self._unstager.done():
             self._unstager = asyncio.create_task(self._unstage(), name="outbox-unstage")
 
     async def _unstage(self) -> None:
@@ -289,18 +287,28 @@ class OutboxRelay:
         query: dict[str, Any] = {"at": {"$lte": cutoff}}
         while True:
             found = await self.staged.find(query).sort("_id", 1).limit(self.batch).to_list()
+            # Deleted before the sweep goes on, so that what it leaves is what is pending.
+            done: list[str] = []
             for staged in found:
-                doc_id = staged["doc"]
-                if staged["_id"] in self._unstaging or doc_id in self._sending:
+                event_id, doc_id = staged["_id"], staged["doc"]
+                if event_id in self._unstaging:  # sent, its delete not yet done
+                    done.append(event_id)
                     continue
-                if not await self._inserted(doc_id):
-                    await self.staged.delete_one({"_id": staged["_id"]})
-                elif not await self.send(doc_id, [staged]):
+                if doc_id in self._sending:
+                    continue
+                if await self._inserted(doc_id) and not await self.send(doc_id, [staged]):
+                    await self._delete_staged(done)
                     return False
+                done.append(event_id)
+            await self._delete_staged(done)
             if len(found) < self.batch:
-                self._start_unstaging()  # sent ones whose delete failed before
                 return True
             query["_id"] = {"$gt": found[-1]["_id"]}
+
+    async def _delete_staged(self, event_ids: list[str]) -> None:
+        if event_ids:
+            await self.staged.delete_many({"_id": {"$in": event_ids}})
+            self._unstaging.difference_update(event_ids)
 
     async def _inserted(self, doc_id: Any) -> bool:
         """Whether the document exists; if not, a fence makes sure it never will."""

@@ -213,6 +213,9 @@ def install(api: FastAPI, *, max_body_bytes: int | Callable[[], int]) -> None:
 
 
 ShortcutHandler = Callable[[Mapping[str, str]], Awaitable[Response]]
+# Takes the request's scope, the path's parameters and the JSON body; None hands the request
+# on to FastAPI.
+BodyShortcutHandler = Callable[[Scope, Mapping[str, str], bytes], Awaitable[Response | None]]
 
 
 class Shortcut:
@@ -227,12 +230,19 @@ class Shortcut:
     """
 
     def __init__(
-        self, app: ASGIApp, *, method: str, pattern: re.Pattern[str], handler: ShortcutHandler
+        self,
+        app: ASGIApp,
+        *,
+        method: str,
+        pattern: re.Pattern[str],
+        handler: ShortcutHandler | None = None,
+        body_handler: BodyShortcutHandler | None = None,
     ) -> None:
         self.app = app
         self.method = method
         self.pattern = pattern
         self.handler = handler
+        self.body_handler = body_handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = None
@@ -241,11 +251,26 @@ class Shortcut:
             path: str = scope["path"]
             root: str = scope.get("root_path", "")
             match = self.pattern.fullmatch(path[len(root) :] if path.startswith(root) else path)
+        if match is not None and self.body_handler is not None and not _json_body(scope):
+            match = None  # FastAPI says what it makes of a body that is not declared JSON
         if match is None:
             await self.app(scope, receive, send)
             return
         try:
-            response = await self.handler(match.groupdict())
+            if self.body_handler is None:
+                assert self.handler is not None
+                response = await self.handler(match.groupdict())
+            else:
+                try:
+                    body = await _read_body(receive)
+                except HTTPException as exc:  # over the limit: FastAPI answers it as usual
+                    await self.app(scope, _replay(receive, error=exc), send)
+                    return
+                answer = await self.body_handler(scope, match.groupdict(), body)
+                if answer is None:
+                    await self.app(scope, _replay(receive, body=body), send)
+                    return
+                response = answer
         except Exception as exc:
             problem = error_response(exc)
             if problem.status != 500:
@@ -268,3 +293,45 @@ class Shortcut:
 def shortcut(api: FastAPI, method: str, path: str, handler: ShortcutHandler) -> None:
     """Answer `method` on paths fully matching the regex `path` with `handler` (see Shortcut)."""
     api.add_middleware(Shortcut, method=method, pattern=re.compile(path), handler=handler)
+
+
+def body_shortcut(api: FastAPI, method: str, path: str, handler: BodyShortcutHandler) -> None:
+    """As `shortcut`, for a route taking a JSON body: `handler(scope, params, body)` answers, or
+    returns None (a body it does not accept) and FastAPI's route answers instead, with the
+    same body, so that what a client is told about a bad body is FastAPI's answer."""
+    api.add_middleware(Shortcut, method=method, pattern=re.compile(path), body_handler=handler)
+
+
+def _json_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media_type: bytes = value.split(b";", 1)[0].strip().lower()
+            return media_type == b"application/json"
+    return False
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)  # disconnected: whatever the handler makes of it
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(receive: Receive, *, body: bytes = b"", error: Exception | None = None) -> Receive:
+    """The request's receive, for FastAPI, after the shortcut has read the body."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        if error is not None:
+            raise error
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
