@@ -7,6 +7,11 @@ no outbox relay (the event is stored, never sent), no traceparent. Served by
 `uvicorn bench.baselines.bare_rest:app --loop uvloop --http httptools --lifespan on`, with
 MONGO_URL and MONGO_DB from the environment. Products priced in currencies with two decimal
 places only (the benchmark's products are in EUR).
+
+With BARE_EMIT=1 a create also posts its event to K_SINK (structured JSON, on fnkit's small
+HTTP client, the lightest in the project) after the insert and before answering, with no
+outbox: the floor of storing a product and announcing it, without the guarantee (an event is
+lost if the process dies in between; a refused event answers 503 with the product stored).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any, Final
 import orjson
 from bson import ObjectId
 from bson.errors import InvalidId
+from fnkit.httpclient import HttpClient, header_lines
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
@@ -30,6 +36,7 @@ PREFIX: Final = "/products"
 CREATED: Final = "io.knative-playbook.product.created.v1"
 SOURCE: Final = "/knative-playbook/products-api"
 _JSON: Final = (b"content-type", b"application/json")
+_EVENT_HEAD: Final = header_lines([(b"content-type", b"application/cloudevents+json")])
 
 _state: dict[str, Any] = {}
 
@@ -128,6 +135,12 @@ async def _post(send: Send, products: AsyncCollection[dict[str, Any]], body: byt
     except DuplicateKeyError:
         await _respond(send, 409, _error("conflict", f"sku {fields['sku']!r} is taken"))
         return
+    sink: str | None = _state.get("sink")
+    if sink is not None:
+        answer = await _state["http"].post(sink, _EVENT_HEAD, orjson.dumps(event))
+        if not 200 <= answer.status < 300:
+            await _respond(send, 503, _error("unavailable", "the broker refused the event"))
+            return
     headers = [(b"location", f"{PREFIX}/{product_id}".encode()), (b"etag", b'"1"')]
     await _respond(send, 201, orjson.dumps(product), headers)
 
@@ -138,8 +151,12 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         os.environ["MONGO_URL"], appname="bare-rest", tz_aware=True
     )
     _state["products"] = client[os.environ["MONGO_DB"]]["products"]
+    http = HttpClient()
+    if os.environ.get("BARE_EMIT") == "1":
+        _state["sink"], _state["http"] = os.environ["K_SINK"], http
     await send({"type": "lifespan.startup.complete"})
     await receive()  # lifespan.shutdown
+    await http.aclose()
     await client.close()
     await send({"type": "lifespan.shutdown.complete"})
 
