@@ -60,6 +60,7 @@ STAGED_SUFFIX: Final = "_outbox"
 # shutdown).
 _UNSTAGE_RETRY_SECONDS: Final = 0.5
 _UNSTAGE_ATTEMPTS: Final = 3
+_UNSTAGE_PAUSE_SECONDS: Final = 0.1
 
 SWEEPS: Final = Counter(
     "fnkit_outbox_sweeps",
@@ -223,9 +224,12 @@ class OutboxRelay:
             self._unstager = asyncio.create_task(self._unstage(), name="outbox-unstage")
 
     async def _unstage(self) -> None:
-        # One delete for every event sent since the last one: the batch grows with the load.
+        # One delete for every event sent since the last one, after a pause in which more
+        # arrive under load: a sent event need not go at once, and every write command costs
+        # the database (on FerretDB, a turn at SQLite's one writer) more than its size does.
         failures = 0
         while self._unstaging and failures < _UNSTAGE_ATTEMPTS:
+            await asyncio.sleep(_UNSTAGE_PAUSE_SECONDS)
             batch = list(self._unstaging)
             try:
                 await self.staged.delete_many({"_id": {"$in": batch}})
