@@ -105,7 +105,8 @@ def targets() -> list[Target]:
                 "--port",
                 "{port}",
             ),
-            note="fnkit-serve products_api.main:app (fnkit + FastAPI, pydantic validation, "
+            note="fnkit-serve products_api.main:app (fnkit + FastAPI, GET by id and POST "
+            "answered by fnkit.rest shortcuts ahead of FastAPI's routing, pydantic validation, "
             "ETag, outbox relay posting each created event to the broker, metrics, JSON logs "
             "at INFO)",
         ),
