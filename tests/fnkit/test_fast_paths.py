@@ -155,6 +155,83 @@ def test_a_function_without_rest_routes_serves_without_importing_fastapi() -> No
     assert last == "lifespan.shutdown.complete 200 {'a': 1} 200 200 True False"
 
 
+def test_rest_routes_are_built_on_the_first_rest_request_not_before_the_first_event() -> None:
+    # In a process of its own: the test session itself has long imported FastAPI.
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        import httpx
+        from fnkit import Function
+
+        fn = Function("lazy-rest")
+
+        @fn.on("t")
+        async def handle(event, ctx):
+            return None
+
+        @fn.on_startup
+        async def open_store(ctx):
+            fn.state.greeting = "made at start-up"
+
+        @fn.rest
+        def routes(api):
+            from fastapi import APIRouter, Request
+
+            router = APIRouter()
+
+            @router.get("/greeting")
+            async def greeting(request: Request) -> dict[str, str]:
+                return {"greeting": request.app.state.greeting}
+
+            api.include_router(router)
+
+        async def main():
+            inbox = asyncio.Queue()
+            sent = []
+
+            async def send(message):
+                sent.append(message["type"])
+
+            await inbox.put({"type": "lifespan.startup"})
+            lifespan = asyncio.create_task(fn({"type": "lifespan"}, inbox.get, send))
+            while "lifespan.startup.complete" not in sent:
+                await asyncio.sleep(0.01)
+            transport = httpx.ASGITransport(app=fn)
+            async with httpx.AsyncClient(transport=transport, base_url="http://fn") as client:
+                while (await client.get("/health/readiness")).status_code != 200:
+                    await asyncio.sleep(0.01)
+                event = await client.post("/", content=b"{}", headers={
+                    "ce-specversion": "1.0", "ce-id": "1", "ce-source": "/t", "ce-type": "t",
+                    "content-type": "application/json"})
+                before = "fastapi" in sys.modules
+                route = await client.get("/greeting")
+                spec = await client.get("/openapi.json")
+            await inbox.put({"type": "lifespan.shutdown"})
+            await lifespan
+            print(event.status_code, before, route.status_code, route.json()["greeting"],
+                  sorted(spec.json()["paths"]))
+
+        asyncio.run(main())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={"ENVIRONMENT": "dev", "PATH": ""},
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.splitlines()[-1]
+    assert last == (
+        "204 False 200 made at start-up "
+        "['/greeting', '/health/liveness', '/health/readiness', '/metrics']"
+    )
+
+
 def _sdk_from_binary(headers: dict[str, str], body: bytes) -> CloudEvent:
     return from_binary(HTTPMessage(headers=headers, body=body), JSONFormat(), CloudEvent)  # type: ignore[return-value]
 

@@ -4,7 +4,10 @@ CloudEvents arrive as `POST /` (where Knative delivers). That path is handled he
 ASGI, without FastAPI's routing and request objects, because it is what every invocation
 pays; so are the health probes and /metrics, and the lifespan. Everything else (REST routes,
 `/docs`) is FastAPI's, and FastAPI is imported only when the app is first asked for it: a
-function without REST routes starts, gets ready and answers events without it.
+function without REST routes starts, gets ready and answers events without it, and one with
+REST routes declares them with `rest()`, so that they are built on the first REST request
+rather than before the first event (FastAPI's import and route analysis cost a service more
+start-up CPU than everything else it does).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import orjson
@@ -102,6 +106,10 @@ class Function(Generic[S]):
         self.context: Context[S] | None = None
         self._tracer: InvocationTracer | None = None  # set in the lifespan when tracing is on
         self._api: FastAPI | None = None
+        self._rest: list[Callable[[FastAPI], None]] = []
+        # What start-up hooks make for routes and handlers: FastAPI's `app.state` once the API
+        # is built (the same dict underneath), but usable before, without importing FastAPI.
+        self.state = SimpleNamespace()
         self._description = description
         self._version = version
         self._probes = {
@@ -117,17 +125,28 @@ class Function(Generic[S]):
         """The FastAPI app for REST routes and /docs, built on first use."""
         if self._api is None:
             from fastapi import FastAPI
+            from starlette.datastructures import State
 
-            self._api = FastAPI(
+            api = FastAPI(
                 title=self.name,
                 description=self._description,
                 version=self._version,
                 lifespan=self._lifespan,
             )
-            if self.context is not None:
-                self._api.state.ctx = self.context
+            api.state = State(vars(self.state))
+            self._api = api
             self._install_routes()
+            for setup in self._rest:
+                setup(api)
         return self._api
+
+    def rest(self, setup: Callable[[FastAPI], None]) -> Callable[[FastAPI], None]:
+        """Register `setup(api)`, which adds REST routes (and imports what they need) to the
+        FastAPI app when it is built: on the first REST request, not before the first event."""
+        self._rest.append(setup)
+        if self._api is not None:
+            setup(self._api)
+        return setup
 
     @property
     def settings(self) -> S:
@@ -368,8 +387,7 @@ class Function(Generic[S]):
             self.name, settings, mongo=self.uses_mongo, minio=self.uses_minio
         ) as ctx:
             self.context = ctx
-            if self._api is not None:
-                self._api.state.ctx = ctx
+            self.state.ctx = ctx
             if settings.tracing:
                 from fnkit import otel
 
