@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fnkit import Context, Function
 
 from image_processor import records
-from image_processor.api.routes.images import router
 from image_processor.config import Settings
 from image_processor.processor import OBJECT_CREATED, ImageProcessor
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 async def create_indexes(ctx: Context[Settings]) -> None:
@@ -29,7 +33,13 @@ def create_app(settings: Settings | None = None) -> Function[Settings]:
     )
     fn.on(*OBJECT_CREATED)(ImageProcessor().handle)
     fn.on_startup(create_indexes)
-    fn.api.include_router(router)
+
+    @fn.rest
+    def routes(api: FastAPI) -> None:
+        from image_processor.api.routes.images import router
+
+        api.include_router(router)
+
     return fn
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fnkit import Function
-from fnkit.rest import install as install_rest
+from typing import TYPE_CHECKING
 
-from minio_source.api.routes.webhook import router
+from fnkit import Function
+
 from minio_source.config import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def create_app(settings: Settings | None = None) -> Function[Settings]:
@@ -19,8 +22,16 @@ def create_app(settings: Settings | None = None) -> Function[Settings]:
             "CloudEvent (type io.minio.s3.<EventName>) posted to K_SINK."
         ),
     )
-    install_rest(fn.api, max_body_bytes=lambda: fn.settings.max_event_bytes)
-    fn.api.include_router(router)
+
+    @fn.rest
+    def routes(api: FastAPI) -> None:
+        from fnkit.rest import install
+
+        from minio_source.api.routes.webhook import router
+
+        install(api, max_body_bytes=lambda: fn.settings.max_event_bytes)
+        api.include_router(router)
+
     return fn
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fnkit import Context, Function
 from fnkit.locks import COLLECTION as LOCKS
 from fnkit.locks import LeaseLock
 from fnkit.outbox import OutboxRelay
-from fnkit.rest import install as install_rest
 
-from order_steps import api, outcome
+from order_steps import outcome
 from order_steps.config import Settings
 from order_steps.fulfilment import Fulfilment
 from order_steps.inventory import Inventory
@@ -17,6 +18,9 @@ from order_steps.journal import Journal
 from order_steps.outcome import Outcomes
 from order_steps.payments import Payments
 from order_steps.saga import Saga
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 DESCRIPTION = """\
 The order saga's steps and compensations, called by the order-saga Argo Workflow over HTTP
@@ -41,8 +45,15 @@ def create_app(settings: Settings | None = None) -> Function[Settings]:
         mongo=True,
         description=DESCRIPTION,
     )
-    install_rest(fn.api, max_body_bytes=settings.max_body_bytes)
-    fn.api.include_router(api.router)
+
+    @fn.rest
+    def routes(app: FastAPI) -> None:
+        from fnkit.rest import install
+
+        from order_steps import api
+
+        install(app, max_body_bytes=settings.max_body_bytes)
+        app.include_router(api.router)
 
     async def open_saga(ctx: Context[Settings]) -> None:
         db, config = ctx.db, ctx.settings
@@ -65,13 +76,13 @@ def create_app(settings: Settings | None = None) -> Function[Settings]:
         for part in (journal, inventory, payments, relay):
             await part.create_indexes()
         relay.start()
-        fn.api.state.saga = Saga(db, journal, inventory, payments, fulfilment)
-        fn.api.state.outcomes = Outcomes(db[outcome.COLLECTION], journal, relay, ctx.event)
+        fn.state.saga = Saga(db, journal, inventory, payments, fulfilment)
+        fn.state.outcomes = Outcomes(db[outcome.COLLECTION], journal, relay, ctx.event)
 
     async def close_saga(ctx: Context[Settings]) -> None:
-        outcomes: Outcomes | None = getattr(fn.api.state, "outcomes", None)
+        outcomes: Outcomes | None = getattr(fn.state, "outcomes", None)
         if outcomes is not None:
-            del fn.api.state.outcomes, fn.api.state.saga
+            del fn.state.outcomes, fn.state.saga
             await outcomes.relay.close()
 
     fn.on_startup(open_saga)

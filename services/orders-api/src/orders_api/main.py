@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fnkit import Context, Function
 from fnkit.outbox import OutboxRelay
-from fnkit.rest import install as install_rest
 
-from orders_api.api.routes import orders
 from orders_api.core.config import Settings
 from orders_api.store import ORDERS, OrderStore
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 DESCRIPTION = """\
 Orders: the serverless playbook's orchestration pattern (Step Functions) on Knative and Argo
@@ -36,8 +39,15 @@ def create_app(settings: Settings | None = None) -> Function[Settings]:
         mongo=True,
         description=DESCRIPTION,
     )
-    install_rest(fn.api, max_body_bytes=settings.max_body_bytes)
-    fn.api.include_router(orders.router)
+
+    @fn.rest
+    def routes(api: FastAPI) -> None:
+        from fnkit.rest import install
+
+        from orders_api.api.routes import orders
+
+        install(api, max_body_bytes=settings.max_body_bytes)
+        api.include_router(orders.router)
 
     async def open_store(ctx: Context[Settings]) -> None:
         relay = OutboxRelay(
@@ -49,12 +59,12 @@ def create_app(settings: Settings | None = None) -> Function[Settings]:
         store = OrderStore(ctx.db, relay, ctx.event)
         await store.create_indexes()
         relay.start()
-        fn.api.state.orders = store
+        fn.state.orders = store
 
     async def close_store(ctx: Context[Settings]) -> None:
-        store: OrderStore | None = getattr(fn.api.state, "orders", None)
+        store: OrderStore | None = getattr(fn.state, "orders", None)
         if store is not None:
-            del fn.api.state.orders
+            del fn.state.orders
             await store.relay.close()
 
     fn.on_startup(open_store)

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from fnkit import Context, Function
 from fnkit.locks import KeyedLock
-from fnkit.rest import body_shortcut, shortcut
-from fnkit.rest import install as install_rest
-from starlette.responses import Response
-from starlette.types import Scope
 
-from products_api.api.deps import store_of
-from products_api.api.routes import products
 from products_api.core.config import Settings
 from products_api.outbox import ProductOutbox
 from products_api.store import COLLECTION, ProductStore
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from starlette.responses import Response
+    from starlette.types import Scope
 
 DESCRIPTION = """\
 Product catalogue: the serverless playbook's REST API pattern (API Gateway + Lambda +
@@ -42,29 +42,37 @@ def create_app(settings: Settings | None = None) -> Function[Settings]:
         mongo=True,
         description=DESCRIPTION,
     )
-    fn.api.include_router(products.router)
 
-    # Creates, answered likewise ahead of FastAPI (see below): the body as the route reads it,
-    # and one the route would refuse goes on to it. Added before install_rest's body limit,
-    # which middleware added later wraps, so that the limit applies here too.
-    async def create_product(
-        scope: Scope, params: Mapping[str, str], body: bytes
-    ) -> Response | None:
-        product = products.parse_product(body)
-        if product is None:
-            return None
-        store = store_of(fn.api.state)
-        return await products.create(store, product, scope.get("root_path", ""))
+    @fn.rest
+    def routes(api: FastAPI) -> None:
+        from fnkit.rest import body_shortcut, install, shortcut
 
-    body_shortcut(fn.api, "POST", products.CREATE_PATH, create_product)
-    install_rest(fn.api, max_body_bytes=settings.max_body_bytes)
+        from products_api.api.deps import store_of
+        from products_api.api.routes import products
 
-    # The read every client makes most, answered without FastAPI's routing and dependency
-    # injection, which cost more CPU than the database read itself (bench/rest.py).
-    async def read_product(params: Mapping[str, str]) -> Response:
-        return await products.read_product(store_of(fn.api.state), params["product_id"])
+        api.include_router(products.router)
 
-    shortcut(fn.api, "GET", products.READ_PATH, read_product)
+        # Creates, answered likewise ahead of FastAPI (see below): the body as the route reads
+        # it, and one the route would refuse goes on to it. Added before install's body limit,
+        # which middleware added later wraps, so that the limit applies here too.
+        async def create_product(
+            scope: Scope, params: Mapping[str, str], body: bytes
+        ) -> Response | None:
+            product = products.parse_product(body)
+            if product is None:
+                return None
+            store = store_of(api.state)
+            return await products.create(store, product, scope.get("root_path", ""))
+
+        body_shortcut(api, "POST", products.CREATE_PATH, create_product)
+        install(api, max_body_bytes=settings.max_body_bytes)
+
+        # The read every client makes most, answered without FastAPI's routing and dependency
+        # injection, which cost more CPU than the database read itself (bench/rest.py).
+        async def read_product(params: Mapping[str, str]) -> Response:
+            return await products.read_product(store_of(api.state), params["product_id"])
+
+        shortcut(api, "GET", products.READ_PATH, read_product)
 
     async def open_store(ctx: Context[Settings]) -> None:
         collection = ctx.db[COLLECTION]
@@ -79,12 +87,12 @@ def create_app(settings: Settings | None = None) -> Function[Settings]:
         store = ProductStore(collection, relay, ctx.event)
         await store.create_indexes()
         relay.start()
-        fn.api.state.products = store
+        fn.state.products = store
 
     async def close_store(ctx: Context[Settings]) -> None:
-        store: ProductStore | None = getattr(fn.api.state, "products", None)
+        store: ProductStore | None = getattr(fn.state, "products", None)
         if store is not None:
-            del fn.api.state.products
+            del fn.state.products
             await store.relay.close()
 
     fn.on_startup(open_store)
