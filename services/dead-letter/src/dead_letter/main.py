@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import TYPE_CHECKING
 
-import httpx
 from fnkit import CloudEvent, Context, Function
 from fnkit.events import received_message
-from fnkit.rest import install as install_rest
 
-from dead_letter.api import router
 from dead_letter.config import Settings
 from dead_letter.service import DeadLetters
 from dead_letter.wire import read_message
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 DESCRIPTION = """\
 The dead-letter sink of every Trigger. Knative (or `devplane` locally) posts an event here
@@ -44,7 +45,7 @@ def create_app(settings: Settings | None = None) -> Function[Settings]:
         """Any event type: whatever Knative dead-letters arrives here."""
         message = received_message()
         original, error = read_message(message.headers, message.body)
-        service: DeadLetters = fn.api.state.dead_letters
+        service: DeadLetters = fn.state.dead_letters
         await service.receive(original, error)
 
     @fn.on_startup
@@ -53,8 +54,8 @@ def create_app(settings: Settings | None = None) -> Function[Settings]:
 
     @fn.on_startup
     async def start(ctx: Context[Settings]) -> None:
-        service = DeadLetters(ctx, httpx.AsyncClient())
-        fn.api.state.dead_letters = service
+        service = DeadLetters(ctx)
+        fn.state.dead_letters = service
         background.append(asyncio.create_task(service.sweep_forever(), name="dead-letter-sweep"))
 
     @fn.on_shutdown
@@ -63,12 +64,19 @@ def create_app(settings: Settings | None = None) -> Function[Settings]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        service: DeadLetters | None = getattr(fn.api.state, "dead_letters", None)
+        service: DeadLetters | None = getattr(fn.state, "dead_letters", None)
         if service is not None:
-            await service.http.aclose()
+            await service.aclose()
 
-    install_rest(fn.api, max_body_bytes=lambda: fn.settings.max_event_bytes)
-    fn.api.include_router(router)
+    @fn.rest
+    def routes(api: FastAPI) -> None:
+        from fnkit.rest import install
+
+        from dead_letter.api import router
+
+        install(api, max_body_bytes=lambda: fn.settings.max_event_bytes)
+        api.include_router(router)
+
     return fn
 
 

@@ -15,10 +15,9 @@ import asyncio
 import logging
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-import httpx
 import orjson
 from bson import Binary, ObjectId
 from fnkit import Context, EmitError, FunctionError, NotFound, Rejected, Unavailable
@@ -38,6 +37,9 @@ from dead_letter.store import (
     Filters,
     dead_letter_id,
 )
+
+if TYPE_CHECKING:
+    import httpx
 from dead_letter.wire import DeliveryError, WireEvent
 
 log = logging.getLogger("dead_letter")
@@ -81,12 +83,25 @@ def stored_event(document: Document) -> WireEvent:
 class DeadLetters:
     """The service's operations, shared by the event handler and the REST routes."""
 
-    def __init__(self, ctx: Context[Settings], http: httpx.AsyncClient) -> None:
+    def __init__(self, ctx: Context[Settings]) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
-        self.http = http
+        self._http: httpx.AsyncClient | None = None
         self.store = self.store_of(ctx)
         self.type_labels = TypeLabels()
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The replays' client, made by the first replay: httpx is not needed before one."""
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient()
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
 
     @staticmethod
     def store_of(ctx: Context[Settings]) -> DeadLetterStore:
@@ -232,6 +247,8 @@ class DeadLetters:
         headers, body = stored_event(document).to_binary()
         at = utcnow()
         status: int | None = None
+        import httpx
+
         try:
             response = await self.http.post(
                 url, headers=headers, content=body, timeout=self.settings.replay_timeout_seconds
