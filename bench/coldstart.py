@@ -11,7 +11,9 @@ time until its first answer is recorded: on a shared machine it moves much less.
 Every function in the chart's values (`functions.*.module`) is measured, with its real imports
 and clients, against a real MongoDB-protocol server and a real MinIO server
 (devplane.servers), with a sink that accepts emitted events; one that fails to start is
-reported as not measured, with the reason.
+reported as not measured, with the reason. A function builds its REST routes (FastAPI) on its
+first REST request, not before its first event, so products-api is also measured to its first
+answered REST read (`FIRST_GET`): the cold start a REST client sees.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ from bench.common import (
 VALUES = ROOT / "charts" / "knative-playbook" / "values.yaml"
 ECHO_GOAL_MS = 350
 SERVICE_GOAL_MS = 600
+# Services measured a second time, to their first answered GET of this path instead of an event.
+FIRST_GET = {"products-api": "/products/000000000000000000000000"}
+GET_SUFFIX = ", first GET"
 
 
 @dataclass(frozen=True)
@@ -64,15 +69,20 @@ def discover_services() -> list[Target]:
         module = (spec or {}).get("module")
         if not module:
             continue
-        found.append(
-            Target(
-                f"svc:{name}",
-                name,
-                (str(VENV_BIN / "fnkit-serve"), module, "--host", "127.0.0.1", "--port", "{port}"),
-                env=(("ENVIRONMENT", "dev"), ("MONGO_DB", f"bench_{name.replace('-', '_')}")),
-                note=f"fnkit-serve {module}",
+        argv = (str(VENV_BIN / "fnkit-serve"), module, "--host", "127.0.0.1", "--port", "{port}")
+        env = (("ENVIRONMENT", "dev"), ("MONGO_DB", f"bench_{name.replace('-', '_')}"))
+        found.append(Target(f"svc:{name}", name, argv, env=env, note=f"fnkit-serve {module}"))
+        if name in FIRST_GET:
+            found.append(
+                Target(
+                    f"get:{name}",
+                    name + GET_SUFFIX,
+                    argv,
+                    env=env,
+                    note=f"fnkit-serve {module}; the probe is GET {FIRST_GET[name]} (404, "
+                    "through its REST routes), not an event",
+                )
             )
-        )
     return found
 
 
@@ -130,8 +140,11 @@ def cold_start(target: Target, cores: Cores, env: dict[str, str]) -> tuple[float
     until then, and the answer's status."""
     server = Server(target, cores, env=env)
     server.start()
+    get = (
+        FIRST_GET[target.label.removesuffix(GET_SUFFIX)] if target.key.startswith("get:") else None
+    )
     try:
-        wall = server.wait_answered(timeout=60.0) * 1000
+        wall = server.wait_answered(timeout=60.0, get=get) * 1000
         return wall, server.cpu_seconds() * 1000, server.answered_status
     finally:
         server.stop()
@@ -147,7 +160,9 @@ def run(params: Params, only: list[str] | None = None) -> dict[str, Any]:
     env: dict[str, str] = {}
     if params.services:
         ensure_workspace_env()
-        services = [t for t in discover_services() if not only or t.label in only]
+        services = [
+            t for t in discover_services() if not only or t.label.removesuffix(GET_SUFFIX) in only
+        ]
         if services:
             from devplane.servers import ServerUnavailable
 
@@ -191,7 +206,8 @@ def run(params: Params, only: list[str] | None = None) -> dict[str, Any]:
             t.key: {
                 "label": t.label,
                 "note": t.note,
-                "service": t.key.startswith("svc:"),
+                "service": t.key.startswith(("svc:", "get:")),
+                "probe": "GET" if t.key.startswith("get:") else "event",
                 "status": statuses[t.key],
                 "ms": times[t.key],
                 "cpu_ms": cpu[t.key],
@@ -240,7 +256,15 @@ def write_markdown(payload: dict[str, Any]) -> None:
     bare, ff = stats.get("bare", {}), stats.get("ff", {})
     for key, entry in payload["targets"].items():
         s = stats[key]
-        goal = SERVICE_GOAL_MS if entry["service"] else ECHO_GOAL_MS if key == "fnkit" else None
+        goal = (
+            None
+            if entry.get("probe") == "GET"  # the goal is to the first event
+            else SERVICE_GOAL_MS
+            if entry["service"]
+            else ECHO_GOAL_MS
+            if key == "fnkit"
+            else None
+        )
         verdict = (
             "" if goal is None else (f"<= {goal} ms: {'met' if s['median'] <= goal else 'missed'}")
         )
@@ -260,9 +284,12 @@ def write_markdown(payload: dict[str, Any]) -> None:
         "function answers 503 until its clients are made and its start-up hooks have run. The "
         "probe's type is one no service subscribes to, so a service answers as its contract "
         "says for that (400: no handler), or 2xx if it takes every type (dead-letter); the "
-        "echo functions answer 200. `CPU ms` is the server's user + system CPU time from "
-        "spawn to that answer (its whole process tree): the work a cold start costs, which "
-        "a busy machine stretches in wall time but changes much less.",
+        "echo functions answer 200. A function builds its REST routes (FastAPI) on its first "
+        "REST request rather than before it is ready, so a REST client's first request pays "
+        "for them: the `first GET` row measures that instead of an event. `CPU ms` is the "
+        "server's user + system CPU time from spawn to that answer (its whole process tree): "
+        "the work a cold start costs, which a busy machine stretches in wall time but changes "
+        "much less.",
         "",
         "Targets:",
         "",

@@ -240,6 +240,18 @@ def post_event(
         conn.close()
 
 
+def get_status(port: int, path: str, timeout: float = 2.0) -> int:
+    """GET `path`; the answer's status."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
 @dataclass
 class Server:
     """A target's process, its stdout drained by a thread (as a container runtime would)."""
@@ -293,15 +305,21 @@ class Server:
     def tail(self) -> str:
         return self._tail.decode(errors="replace")
 
-    def wait_answered(self, timeout: float = 30.0, poll: float = 0.002) -> float:
-        """Seconds from spawn until a CloudEvent POST got a non-5xx answer."""
+    def wait_answered(
+        self, timeout: float = 30.0, poll: float = 0.002, get: str | None = None
+    ) -> float:
+        """Seconds from spawn until a CloudEvent POST (or a GET of the path `get`) got a
+        non-5xx answer."""
         assert self.process is not None
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.target.label} exited:\n{self.tail()}")
             try:
-                status, _, _ = post_event(self.port, timeout=timeout)
+                if get is None:
+                    status, _, _ = post_event(self.port, timeout=timeout)
+                else:
+                    status = get_status(self.port, get, timeout=timeout)
             except (ConnectionError, http.client.HTTPException, OSError):
                 time.sleep(poll)
                 continue
