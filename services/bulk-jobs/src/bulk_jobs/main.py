@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fnkit import Context, Function
 from fnkit.batch import Batcher
 from fnkit.locks import COLLECTION as LOCKS
 from fnkit.locks import LeaseLock
 from fnkit.outbox import OutboxRelay
-from fnkit.rest import install as install_rest
 
-from bulk_jobs.api import router
 from bulk_jobs.config import Settings
 from bulk_jobs.fanout import FanOut
 from bulk_jobs.service import BulkJobs
 from bulk_jobs.store import COMPLETIONS, ItemResult, JobStore
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 DESCRIPTION = """\
 Bulk jobs: the serverless playbook's fan-out/fan-in pattern (SNS + SQS + an aggregator), with
@@ -40,8 +43,15 @@ def create_app(settings: Settings | None = None) -> Function[Settings]:
         minio=True,
         description=DESCRIPTION,
     )
-    install_rest(fn.api, max_body_bytes=settings.max_body_bytes)
-    fn.api.include_router(router)
+
+    @fn.rest
+    def routes(api: FastAPI) -> None:
+        from fnkit.rest import install
+
+        from bulk_jobs.api import router
+
+        install(api, max_body_bytes=settings.max_body_bytes)
+        api.include_router(router)
 
     @fn.on_startup
     async def start(ctx: Context[Settings]) -> None:
@@ -58,15 +68,15 @@ def create_app(settings: Settings | None = None) -> Function[Settings]:
             ctx.db[LOCKS], lease_seconds=ctx.settings.emission_lease_seconds, wait_seconds=1.0
         )
         fanout = FanOut(ctx, store, lock, results)
-        fn.api.state.jobs = BulkJobs(ctx, store, fanout)
+        fn.state.jobs = BulkJobs(ctx, store, fanout)
         relay.start()
         fanout.start_resuming()
 
     @fn.on_shutdown
     async def stop(ctx: Context[Settings]) -> None:
-        jobs: BulkJobs | None = getattr(fn.api.state, "jobs", None)
+        jobs: BulkJobs | None = getattr(fn.state, "jobs", None)
         if jobs is not None:
-            del fn.api.state.jobs
+            del fn.state.jobs
             await jobs.fanout.close()
             await jobs.store.relay.close()
 
