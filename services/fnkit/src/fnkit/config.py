@@ -40,8 +40,14 @@ class FunctionSettings(BaseModel):
     """Settings every function shares; environment variables have the same names, upper-cased."""
 
     # pydantic-settings' own defaults: defaults are validated too, and any type may be a field.
+    # defer_build: every service subclasses this class and builds the schema of its own
+    # subclass; building this one's too, at import, cost each of them start-up CPU for nothing.
     model_config = ConfigDict(
-        extra="ignore", frozen=True, validate_default=True, arbitrary_types_allowed=True
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+        arbitrary_types_allowed=True,
+        defer_build=True,
     )
 
     def __init__(self, **values: Any) -> None:
