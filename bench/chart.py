@@ -73,7 +73,9 @@ def render() -> Path | None:
         bars = ax.barh(labels, mids, xerr=errors, color=colors, capsize=3)
         ax.bar_label(bars, labels=[f"{m:.0f} ms" for m in mids], padding=6, fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlabel("ms from spawn to first answered CloudEvent (median, min-max)")
+        ax.set_xlabel(
+            "ms from spawn to first answer: an event, or a GET where REST only (median, min-max)"
+        )
         ax.set_title("Cold start")
         ax.set_xlim(0, max(max(e["ms"]) for e in entries.values()) * 1.3)
     fig.tight_layout()

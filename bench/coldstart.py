@@ -1,4 +1,4 @@
-"""Cold start: time from process spawn to the first answered CloudEvent.
+"""Cold start: time from process spawn to the first answered CloudEvent (or REST request).
 
 The harness spawns the server pinned to one core and, from the other core, POSTs a
 binary-mode CloudEvent every 2 ms until one gets an answer that is not a 5xx (a function
@@ -11,9 +11,11 @@ time until its first answer is recorded: on a shared machine it moves much less.
 Every function in the chart's values (`functions.*.module`) is measured, with its real imports
 and clients, against a real MongoDB-protocol server and a real MinIO server
 (devplane.servers), with a sink that accepts emitted events; one that fails to start is
-reported as not measured, with the reason. A function builds its REST routes (FastAPI) on its
-first REST request, not before its first event, so products-api is also measured to its first
-answered REST read (`FIRST_GET`): the cold start a REST client sees.
+reported as not measured, with the reason. Each is probed with what it receives first in
+use: an event if Triggers (or the dead-letter sink) deliver to it, else a REST request (a GET
+through its FastAPI routes, `REST_PROBES`), because a function builds its REST routes on its
+first REST request, not before its first event: for a REST-only service that request pays
+for them.
 """
 
 from __future__ import annotations
@@ -50,9 +52,17 @@ from bench.common import (
 VALUES = ROOT / "charts" / "knative-playbook" / "values.yaml"
 ECHO_GOAL_MS = 350
 SERVICE_GOAL_MS = 600
-# Services measured a second time, to their first answered GET of this path instead of an event.
-FIRST_GET = {"products-api": "/products/000000000000000000000000"}
-GET_SUFFIX = ", first GET"
+# What a REST-only service (no Triggers, not the dead-letter sink) is probed with: a GET of a
+# real route where one reads by id, else of a path no route has, which FastAPI answers 404
+# after building the app and every route, as any first REST request would.
+REST_PROBES = {
+    "products-api": "/products/000000000000000000000000",
+    "orders-api": "/orders/000000000000000000000000",
+    "bulk-jobs": "/jobs/000000000000000000000000",
+}
+UNROUTED = "/cold-start-probe"
+# Filled by discover_services: target key -> the GET path probing it (REST-only services).
+GET_PROBES: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -63,7 +73,9 @@ class Params:
 
 def discover_services() -> list[Target]:
     """Every function in the chart's values, served as its image serves it."""
-    functions = yaml.safe_load(VALUES.read_text()).get("functions", {})
+    values = yaml.safe_load(VALUES.read_text())
+    functions = values.get("functions", {})
+    dead_letter_sink = values.get("eventing", {}).get("delivery", {}).get("deadLetterSink")
     found = []
     for name, spec in functions.items():
         module = (spec or {}).get("module")
@@ -71,18 +83,12 @@ def discover_services() -> list[Target]:
             continue
         argv = (str(VENV_BIN / "fnkit-serve"), module, "--host", "127.0.0.1", "--port", "{port}")
         env = (("ENVIRONMENT", "dev"), ("MONGO_DB", f"bench_{name.replace('-', '_')}"))
-        found.append(Target(f"svc:{name}", name, argv, env=env, note=f"fnkit-serve {module}"))
-        if name in FIRST_GET:
-            found.append(
-                Target(
-                    f"get:{name}",
-                    name + GET_SUFFIX,
-                    argv,
-                    env=env,
-                    note=f"fnkit-serve {module}; the probe is GET {FIRST_GET[name]} (404, "
-                    "through its REST routes), not an event",
-                )
-            )
+        note = f"fnkit-serve {module}"
+        if not (spec.get("triggers") or name == dead_letter_sink):
+            path = REST_PROBES.get(name, UNROUTED)
+            GET_PROBES[f"svc:{name}"] = path
+            note += f"; REST only, so probed with GET {path} (answered through its REST routes)"
+        found.append(Target(f"svc:{name}", name, argv, env=env, note=note))
     return found
 
 
@@ -136,13 +142,11 @@ def service_environment() -> Iterator[dict[str, str]]:
 
 
 def cold_start(target: Target, cores: Cores, env: dict[str, str]) -> tuple[float, float, int]:
-    """Milliseconds from spawn to the first answered CloudEvent, the server's CPU milliseconds
-    until then, and the answer's status."""
+    """Milliseconds from spawn to the first answered probe (event or GET), the server's CPU
+    milliseconds until then, and the answer's status."""
     server = Server(target, cores, env=env)
     server.start()
-    get = (
-        FIRST_GET[target.label.removesuffix(GET_SUFFIX)] if target.key.startswith("get:") else None
-    )
+    get = GET_PROBES.get(target.key)
     try:
         wall = server.wait_answered(timeout=60.0, get=get) * 1000
         return wall, server.cpu_seconds() * 1000, server.answered_status
@@ -160,9 +164,7 @@ def run(params: Params, only: list[str] | None = None) -> dict[str, Any]:
     env: dict[str, str] = {}
     if params.services:
         ensure_workspace_env()
-        services = [
-            t for t in discover_services() if not only or t.label.removesuffix(GET_SUFFIX) in only
-        ]
+        services = [t for t in discover_services() if not only or t.label in only]
         if services:
             from devplane.servers import ServerUnavailable
 
@@ -206,8 +208,8 @@ def run(params: Params, only: list[str] | None = None) -> dict[str, Any]:
             t.key: {
                 "label": t.label,
                 "note": t.note,
-                "service": t.key.startswith(("svc:", "get:")),
-                "probe": "GET" if t.key.startswith("get:") else "event",
+                "service": t.key.startswith("svc:"),
+                "probe": "GET" if t.key in GET_PROBES else "event",
                 "status": statuses[t.key],
                 "ms": times[t.key],
                 "cpu_ms": cpu[t.key],
@@ -237,7 +239,7 @@ def write_markdown(payload: dict[str, Any]) -> None:
     cores = Cores(**payload["cores"])
     stats = summary(payload)
     lines = header(
-        "Cold start: process spawn to first answered CloudEvent",
+        "Cold start: process spawn to first answered request (event, or GET where REST only)",
         cores,
         payload["load_before"],
         payload["load_after"],
@@ -245,7 +247,8 @@ def write_markdown(payload: dict[str, Any]) -> None:
     )
     lines += [
         f"- Parameters: {payload['params']['runs']} runs per target after one discarded warm-up "
-        "run, interleaved; a binary-mode CloudEvent POSTed every 2 ms from the other core until "
+        "run, interleaved; a binary-mode CloudEvent (or, for a REST-only service, a GET) sent "
+        "every 2 ms from the other core until "
         "an answer that is not a 5xx; modules load from bytecode written by the warm-up run "
         "(the images compile theirs at build time)",
         "",
@@ -256,15 +259,7 @@ def write_markdown(payload: dict[str, Any]) -> None:
     bare, ff = stats.get("bare", {}), stats.get("ff", {})
     for key, entry in payload["targets"].items():
         s = stats[key]
-        goal = (
-            None
-            if entry.get("probe") == "GET"  # the goal is to the first event
-            else SERVICE_GOAL_MS
-            if entry["service"]
-            else ECHO_GOAL_MS
-            if key == "fnkit"
-            else None
-        )
+        goal = SERVICE_GOAL_MS if entry["service"] else ECHO_GOAL_MS if key == "fnkit" else None
         verdict = (
             "" if goal is None else (f"<= {goal} ms: {'met' if s['median'] <= goal else 'missed'}")
         )
@@ -281,12 +276,14 @@ def write_markdown(payload: dict[str, Any]) -> None:
     lines += [
         "",
         "`answered` is the status of the first answer; any status below 500 counts, and a "
-        "function answers 503 until its clients are made and its start-up hooks have run. The "
-        "probe's type is one no service subscribes to, so a service answers as its contract "
-        "says for that (400: no handler), or 2xx if it takes every type (dead-letter); the "
-        "echo functions answer 200. A function builds its REST routes (FastAPI) on its first "
-        "REST request rather than before it is ready, so a REST client's first request pays "
-        "for them: the `first GET` row measures that instead of an event. `CPU ms` is the "
+        "function answers 503 until its clients are made and its start-up hooks have run. A "
+        "service is probed with what it receives first in use. One that Triggers (or the "
+        "dead-letter sink) deliver to gets an event of a type no service subscribes to, and "
+        "answers as its contract says for that (400: no handler), or 2xx if it takes every "
+        "type (dead-letter); the echo functions answer 200. A REST-only service gets a GET "
+        "(see its target note), 404 for an id or path that is not there: a function builds "
+        "its REST routes (FastAPI) on its first REST request rather than before it is ready, "
+        "so that request pays for them. `CPU ms` is the "
         "server's user + system CPU time from spawn to that answer (its whole process tree): "
         "the work a cold start costs, which a busy machine stretches in wall time but changes "
         "much less.",
