@@ -293,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         child.prefix = prefix
 
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # Ctrl-C stops everything even when this was started with SIGINT ignored, as a shell
+    # without job control (a CI runner's, nohup's) starts background commands: Python would
+    # otherwise keep ignoring it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     servers: list[ServerProcess] = []
     lock = threading.Lock()
     try:
