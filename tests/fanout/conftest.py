@@ -127,11 +127,30 @@ class Plane:
                 return found
             params["after"] = page["next_after"]
 
-    async def completions(self, job_id: str) -> list[dict[str, Any]]:
-        """Every delivery of job.completed for the job that reached the subscriber."""
+    async def completions(self, job_id: str, within: float = 30) -> list[dict[str, Any]]:
+        """Every delivery of job.completed for the job that reached the subscriber.
+
+        Waits until the broker has finished delivering it: a job reads COMPLETED just before
+        its completion event is sent, and a duplicate the broker injects follows the original.
+        """
+        await self.emissions(f"{job_id}:completed", within)
         query = {"subscriber": "completions", "attributes.subject": job_id}
         found: list[dict[str, Any]] = await self.db["attempts"].find(query).to_list()
         return found
+
+    async def emissions(self, event_id: str, within: float) -> list[dict[str, Any]]:
+        """The broker's records of each time `event_id` was sent to it, once every delivery of
+        them (duplicates included) has finished."""
+        deadline = time.monotonic() + within
+        while True:
+            response = await self.client.get(f"{self.devplane.url}/events", params={"id": event_id})
+            events: list[dict[str, Any]] = response.json()["events"]
+            deliveries = [d for event in events for d in event["deliveries"]]
+            if events and all(d["outcome"] not in ("pending", "retrying") for d in deliveries):
+                return events
+            if time.monotonic() > deadline:
+                pytest.fail(f"{event_id} not delivered within {within:g}s: {events}")
+            await asyncio.sleep(0.2)
 
     async def metrics(self) -> dict[tuple[str, str, str], float]:
         """devplane's per-subscriber counts: (metric, subscriber, result or outcome) -> value."""

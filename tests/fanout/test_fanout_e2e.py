@@ -79,7 +79,18 @@ async def test_duplicate_deliveries_and_passing_503s_leave_the_counts_exact(plan
     assert await plane.db["products"].count_documents({"sku": {"$regex": f"^{sku}-"}}) == (
         ITEMS - invalid
     )
-    assert len(await plane.completions(job_id)) == 1
+    # The job completed once: the aggregator sent job.completed once. The broker may still
+    # have delivered that one event twice (duplicate_ratio covers every delivery); each copy
+    # carries the same id, so a subscriber can tell.
+    deliveries = await plane.completions(job_id)
+    [emitted] = await plane.emissions(f"{job_id}:completed", WITHIN)
+    to_subscriber = [d for d in emitted["deliveries"] if d["subscriber"] == "completions"]
+    assert (
+        len(deliveries)
+        == len(to_subscriber)
+        == 1 + sum(1 for d in to_subscriber if d.get("duplicate"))
+    )
+    assert {d["event_id"] for d in deliveries} == {f"{job_id}:completed"}
 
 
 async def test_items_that_always_fail_are_dead_lettered_counted_as_failed_and_the_job_ends(
