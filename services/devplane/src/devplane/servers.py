@@ -248,6 +248,11 @@ def main(argv: list[str] | None = None) -> None:
         mongo_server(root, args.mongo_port),
         minio_server(root, args.minio_port),
     ]
+    # Ctrl-C or SIGTERM, even while the servers start, stops them before this exits. Handlers
+    # rather than sigwait: an unblocked SIGTERM would end this process and orphan the servers,
+    # and SIGINT may arrive ignored (a shell without job control starts background commands so).
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         for server in servers:
             server.start()
@@ -255,10 +260,24 @@ def main(argv: list[str] | None = None) -> None:
                 f"{server.name} ready on 127.0.0.1:{server.port} (log {server.log_path})",
                 flush=True,
             )
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        while True:
+            signal.pause()
+    except _Stopped:
+        pass
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the clean-up short and orphan them.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for server in reversed(servers):
             server.stop()
+
+
+class _Stopped(Exception):
+    """Ctrl-C or SIGTERM asked `devplane servers` to stop."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise _Stopped
 
 
 @dataclass
