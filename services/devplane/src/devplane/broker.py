@@ -5,6 +5,11 @@
   timers, not on tasks), so memory and concurrency stay bounded whatever the load.
 - Ingress is all or nothing: when any matching queue is full, the event is refused with 503
   and nothing is queued, so the sender's retry cannot create duplicates.
+- A reply that finds a matching queue full waits for room there (first come, first served),
+  still holding its own copy's place, so a full queue pushes back on ingress upstream instead
+  of making the subscriber redo finished work until its retries run out and a done event is
+  dead-lettered. After the Trigger's timeout the reply is routed over capacity, so queues
+  that wait on each other cannot deadlock.
 - An attempt fails on a network error, a timeout or a non-2xx status. Network errors,
   timeouts, 5xx, 404, 408, 409 and 429 are retried `retry` times with the Trigger's backoff;
   any other 4xx is final at once, as in Knative. A final failure goes to the dead-letter sink
@@ -24,6 +29,7 @@ import logging
 import random
 import time
 from collections import Counter as Tally
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,12 +62,26 @@ class QueueFull(Unavailable):
 
     code = "queue_full"
 
+    def __init__(self, message: str, subscriber: str) -> None:
+        super().__init__(message)
+        self.subscriber = subscriber
+
 
 @dataclass(slots=True)
 class _Failure:
     dest: str
     code: int
     data: bytes
+
+
+@dataclass(slots=True)
+class _Reply:
+    """A subscriber's reply event, routed as soon as every queue it matches has room."""
+
+    event: CloudEvent
+    binary: EncodedEvent | None
+    ttl: int
+    origin: str
 
 
 @dataclass(slots=True)
@@ -77,6 +97,8 @@ class _Copy:
     record: DeliveryRecord
     failure: _Failure | None = None
     sink_attempts: int = 0
+    reply: _Reply | None = None
+    overdue: asyncio.TimerHandle | None = None
 
 
 @dataclass(eq=False)
@@ -88,6 +110,8 @@ class _Lane:
     ready: asyncio.Queue[_Copy] = field(default_factory=asyncio.Queue)
     held: int = 0
     workers: list[asyncio.Task[None]] = field(default_factory=list)
+    # Copies of other lanes whose reply waits for room here, with their own lane.
+    waiting: deque[tuple[_Lane, _Copy]] = field(default_factory=deque)
     attempts: Tally[str] = field(default_factory=Tally)
     outcomes: Tally[str] = field(default_factory=Tally)
 
@@ -197,10 +221,12 @@ class Broker:
         origin: str = "ingress",
         ttl: int | None = None,
         binary: EncodedEvent | None = None,
+        *,
+        over_capacity: bool = False,
     ) -> EventRecord:
         """Queue a copy for every matching Trigger; raise QueueFull (queuing nothing) if any
-        matching queue is full. `binary` is the event as it arrived in binary mode, forwarded
-        as it is rather than encoded again."""
+        matching queue is full, unless `over_capacity`. `binary` is the event as it arrived in
+        binary mode, forwarded as it is rather than encoded again."""
         attributes = event.get_attributes()
         event_type = attributes["type"]
         candidates = self._by_type.get(event_type, ())
@@ -219,11 +245,12 @@ class Broker:
             wanted[trigger.subscriber] = wanted.get(trigger.subscriber, 0) + 1
         for subscriber, count in wanted.items():
             lane = self.lanes[subscriber]
-            if lane.held + count > lane.capacity:
+            if lane.held + count > lane.capacity and not over_capacity:
                 metrics.REJECTED.labels(subscriber).inc()
                 raise QueueFull(
                     f"the queue of subscriber {subscriber!r} is full ({lane.capacity} "
-                    "deliveries); retry later"
+                    "deliveries); retry later",
+                    subscriber,
                 )
         if ttl is None:
             ttl = _ttl(attributes.get(_TTL))
@@ -324,13 +351,12 @@ class Broker:
                 retryable=status >= 500 or status in RETRYABLE_STATUS,
             )
             return
-        refused = self._reply(copy, response)
-        if refused is not None:
-            record.error = f"reply not accepted: {refused}"
-            self._failed(
-                lane, copy, _Failure(self.reply_url, 503, refused.encode()), retryable=True
-            )
-            return
+        copy.reply = self._reply(copy, response)
+        if copy.reply is not None:
+            full = self._route_reply(copy)
+            if full is not None:
+                self._wait_for_room(lane, copy, full)
+                return
         self._finish(lane, copy, "delivered")
         if (
             self.knobs.duplicate_ratio
@@ -342,8 +368,8 @@ class Broker:
                 trigger, copy.headers, copy.head, copy.body, copy.event, copy.ttl, duplicate=True
             )
 
-    def _reply(self, copy: _Copy, response: Response) -> str | None:
-        """Route the reply event the response carries, if any; say why if the broker refused it."""
+    def _reply(self, copy: _Copy, response: Response) -> _Reply | None:
+        """The reply event the response carries, if any and if it may be routed."""
         content_type = response.header(b"content-type") or b""
         if not (
             content_type.startswith(b"application/cloudevents+json")
@@ -362,17 +388,68 @@ class Broker:
             copy.record.error = f"reply {reply.get_id()} dropped: {_TTL} exhausted (a reply loop?)"
             log.warning("reply dropped: TTL exhausted", extra={"event_id": copy.event.id})
             return None
+        return _Reply(
+            reply,
+            binary_message(response.headers, response.body),
+            copy.ttl - 1,
+            f"reply from {copy.trigger.subscriber}",
+        )
+
+    def _route_reply(self, copy: _Copy, *, over_capacity: bool = False) -> QueueFull | None:
+        """Route the copy's reply; the refusal if a queue it matches is full."""
+        reply = copy.reply
+        assert reply is not None
         try:
             routed = self.ingest(
-                reply,
-                f"reply from {copy.trigger.subscriber}",
-                copy.ttl - 1,
-                binary_message(response.headers, response.body),
+                reply.event, reply.origin, reply.ttl, reply.binary, over_capacity=over_capacity
             )
-        except QueueFull as exc:
-            return exc.message
+        except QueueFull as full:
+            return full
+        copy.reply = None
         copy.record.reply_id = routed.id
         return None
+
+    def _wait_for_room(self, lane: _Lane, copy: _Copy, full: QueueFull) -> None:
+        """Queue the copy's reply behind the full queue's other waiting replies."""
+        copy.record.outcome = "pending"
+        copy.record.error = f"reply waiting: {full.message}"
+        touch(copy.record)
+        self.lanes[full.subscriber].waiting.append((lane, copy))
+        if copy.overdue is None:
+            timeout = copy.trigger.delivery.timeout or self.default_timeout
+            copy.overdue = asyncio.get_running_loop().call_later(
+                timeout, self._reply_overdue, lane, copy
+            )
+
+    def _reply_overdue(self, lane: _Lane, copy: _Copy) -> None:
+        if copy.reply is None:
+            return
+        log.warning(
+            "reply routed over capacity: its queue stayed full",
+            extra={"event_id": copy.event.id, "trigger": copy.trigger.name},
+        )
+        self._route_reply(copy, over_capacity=True)
+        self._replied(lane, copy)
+
+    def _admit_waiting(self, target: _Lane) -> None:
+        """Route the replies waiting for `target`, oldest first, while it has room."""
+        while target.waiting and target.held < target.capacity:
+            lane, copy = target.waiting.popleft()
+            if copy.reply is None:
+                continue  # routed over capacity meanwhile
+            full = self._route_reply(copy)
+            if full is None:
+                self._replied(lane, copy)
+            else:
+                self._wait_for_room(lane, copy, full)
+                if full.subscriber == target.subscriber:
+                    return  # it needs more room here than there is
+
+    def _replied(self, lane: _Lane, copy: _Copy) -> None:
+        if copy.overdue is not None:
+            copy.overdue.cancel()
+        copy.record.error = None
+        self._finish(lane, copy, "delivered")
 
     def _failed(self, lane: _Lane, copy: _Copy, failure: _Failure, *, retryable: bool) -> None:
         delivery, record = copy.trigger.delivery, copy.record
@@ -442,6 +519,9 @@ class Broker:
         if not self._held:
             self._idle.set()
         lane.outcomes[outcome] += 1
+        if lane.waiting:
+            # Not at once: routing a waiting reply finishes a copy of another lane, and so on.
+            asyncio.get_running_loop().call_soon(self._admit_waiting, lane)
 
     # -- views ----------------------------------------------------------------------------
 
