@@ -69,7 +69,10 @@ class Subscriber:
 
 
 @pytest.fixture
-async def plane() -> AsyncIterator[tuple[Broker, Subscriber, Subscriber]]:
+async def plane(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[tuple[Broker, Subscriber, Subscriber]]:
+    """The broker; `request.param`, if given, is the worker Trigger's timeout."""
     worker, sink = Subscriber(reply=True), Subscriber(reply=False)
     worker.open.set()
     servers = [await asyncio.start_server(s.handle, "127.0.0.1", s.port) for s in (worker, sink)]
@@ -84,7 +87,10 @@ async def plane() -> AsyncIterator[tuple[Broker, Subscriber, Subscriber]]:
                 }
             },
             "functions": {
-                "worker": {"url": f"http://127.0.0.1:{worker.port}", "triggers": [_on(WORK)]},
+                "worker": {
+                    "url": f"http://127.0.0.1:{worker.port}",
+                    "triggers": [_on(WORK, timeout=getattr(request, "param", None))],
+                },
                 "sink": {"url": f"http://127.0.0.1:{sink.port}", "triggers": [_on(DONE)]},
             },
         },
@@ -109,8 +115,14 @@ async def plane() -> AsyncIterator[tuple[Broker, Subscriber, Subscriber]]:
             server.close()
 
 
-def _on(event_type: str) -> dict[str, Any]:
-    return {"name": event_type.split(".")[-2], "filter": {"attributes": {"type": event_type}}}
+def _on(event_type: str, *, timeout: str | None = None) -> dict[str, Any]:
+    trigger: dict[str, Any] = {
+        "name": event_type.split(".")[-2],
+        "filter": {"attributes": {"type": event_type}},
+    }
+    if timeout is not None:
+        trigger["delivery"] = {"timeout": timeout}
+    return trigger
 
 
 def _probe(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
@@ -142,3 +154,30 @@ async def test_a_reply_waits_for_a_full_queue_instead_of_redoing_the_work(
             1,
             f"{record.id}:done",
         )
+
+
+@pytest.mark.parametrize("plane", ["PT0.5S"], indirect=True)
+async def test_a_reply_waiting_past_its_triggers_timeout_is_routed_over_capacity(
+    plane: tuple[Broker, Subscriber, Subscriber],
+) -> None:
+    broker, worker, sink = plane
+    # Queues that wait on each other must not deadlock: once the worker's Trigger timeout
+    # (0.5 s) has passed, a reply still waiting for the stalled sink's full queue is let in
+    # over its capacity, and the worker's delivery ends delivered, done once.
+    records = [broker.ingest(new_event(WORK, "/test", {}, id=f"w{n}")) for n in range(3)]
+    await wait_for(_probe(lambda: broker.queues() == {"worker": 0, "sink": 3}), "sink full")
+    records += [broker.ingest(new_event(WORK, "/test", {}, id=f"w{n}")) for n in range(3, 6)]
+    await wait_for(
+        _probe(lambda: broker.queues() == {"worker": 0, "sink": 6}),
+        "the waiting replies let in over capacity while the sink still stalls",
+        within=10,
+    )
+    assert not sink.open.is_set()
+    sink.open.set()
+    await wait_for(_probe(lambda: broker.held() == 0), "every delivery finished", within=10)
+
+    assert sorted(worker.seen) == [(f"w{n}", WORK) for n in range(6)]
+    assert sorted(sink.seen) == [(f"w{n}:done", DONE) for n in range(6)]
+    for record in records:
+        (delivery,) = record.deliveries
+        assert (delivery.outcome, delivery.attempts) == ("delivered", 1)

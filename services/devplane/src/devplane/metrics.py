@@ -17,7 +17,8 @@ from prometheus_client.registry import Collector
 
 REJECTED: Final = Counter(
     "devplane_ingress_rejected",
-    "Events refused with 503 because a subscriber's queue was full (backpressure).",
+    "Events refused with 503, or replies made to wait, because a subscriber's queue was full "
+    "(backpressure).",
     ["subscriber"],
 )
 CRON_RUNS: Final = Counter(
