@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from devplane.broker import Broker
 from devplane.config import build_config
-from devplane.eventlog import EventLog
+from devplane.eventlog import EventLog, EventRecord
 from devplane.knobs import Knobs
 from devplane.servers import free_port
 from fnkit.events import new_event
@@ -132,19 +132,18 @@ def _probe(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
     return probe
 
 
-async def test_a_reply_waits_for_a_full_queue_instead_of_redoing_the_work(
-    plane: tuple[Broker, Subscriber, Subscriber],
-) -> None:
-    broker, worker, sink = plane
-    # The sink stalls: three replies fill its queue (capacity 3), so the next three replies
-    # are refused for far longer than the worker's retry budget (0.05 + 0.1 s).
+async def _fill_then_overflow(broker: Broker) -> list[EventRecord]:
+    """Six work events: the first three replies fill the stalled sink's queue (capacity 3),
+    so the last three replies find it full."""
     records = [broker.ingest(new_event(WORK, "/test", {}, id=f"w{n}")) for n in range(3)]
     await wait_for(_probe(lambda: broker.queues() == {"worker": 0, "sink": 3}), "sink full")
-    records += [broker.ingest(new_event(WORK, "/test", {}, id=f"w{n}")) for n in range(3, 6)]
-    await asyncio.sleep(1.0)
-    sink.open.set()
-    await wait_for(_probe(lambda: broker.held() == 0), "every delivery finished", within=10)
+    return records + [broker.ingest(new_event(WORK, "/test", {}, id=f"w{n}")) for n in range(3, 6)]
 
+
+async def _every_event_done_once(
+    broker: Broker, worker: Subscriber, sink: Subscriber, records: list[EventRecord]
+) -> None:
+    await wait_for(_probe(lambda: broker.held() == 0), "every delivery finished", within=10)
     assert sorted(worker.seen) == [(f"w{n}", WORK) for n in range(6)]  # each done once
     assert sorted(sink.seen) == [(f"w{n}:done", DONE) for n in range(6)]  # no dead letter
     for record in records:
@@ -156,6 +155,18 @@ async def test_a_reply_waits_for_a_full_queue_instead_of_redoing_the_work(
         )
 
 
+async def test_a_reply_waits_for_a_full_queue_instead_of_redoing_the_work(
+    plane: tuple[Broker, Subscriber, Subscriber],
+) -> None:
+    broker, worker, sink = plane
+    # The last three replies are refused for far longer than the worker's retry budget
+    # (0.05 + 0.1 s): before, the worker redid each until it was dead-lettered.
+    records = await _fill_then_overflow(broker)
+    await asyncio.sleep(1.0)
+    sink.open.set()
+    await _every_event_done_once(broker, worker, sink, records)
+
+
 @pytest.mark.parametrize("plane", ["PT0.5S"], indirect=True)
 async def test_a_reply_waiting_past_its_triggers_timeout_is_routed_over_capacity(
     plane: tuple[Broker, Subscriber, Subscriber],
@@ -164,9 +175,7 @@ async def test_a_reply_waiting_past_its_triggers_timeout_is_routed_over_capacity
     # Queues that wait on each other must not deadlock: once the worker's Trigger timeout
     # (0.5 s) has passed, a reply still waiting for the stalled sink's full queue is let in
     # over its capacity, and the worker's delivery ends delivered, done once.
-    records = [broker.ingest(new_event(WORK, "/test", {}, id=f"w{n}")) for n in range(3)]
-    await wait_for(_probe(lambda: broker.queues() == {"worker": 0, "sink": 3}), "sink full")
-    records += [broker.ingest(new_event(WORK, "/test", {}, id=f"w{n}")) for n in range(3, 6)]
+    records = await _fill_then_overflow(broker)
     await wait_for(
         _probe(lambda: broker.queues() == {"worker": 0, "sink": 6}),
         "the waiting replies let in over capacity while the sink still stalls",
@@ -174,10 +183,4 @@ async def test_a_reply_waiting_past_its_triggers_timeout_is_routed_over_capacity
     )
     assert not sink.open.is_set()
     sink.open.set()
-    await wait_for(_probe(lambda: broker.held() == 0), "every delivery finished", within=10)
-
-    assert sorted(worker.seen) == [(f"w{n}", WORK) for n in range(6)]
-    assert sorted(sink.seen) == [(f"w{n}:done", DONE) for n in range(6)]
-    for record in records:
-        (delivery,) = record.deliveries
-        assert (delivery.outcome, delivery.attempts) == ("delivered", 1)
+    await _every_event_done_once(broker, worker, sink, records)

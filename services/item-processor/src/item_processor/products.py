@@ -2,13 +2,13 @@
 
 An imported product's `_id` is derived from its sku, so that finding the product an item
 describes is a read by `_id`, the cheapest lookup there is: an index lookup on MongoDB; on
-FerretDB v1 (SQLite) still ~0.6 s at 100,000 products, where a read by sku or an update
-takes 5-6 s (a scan). New products, the common case, are written together: the items
-being processed at the same moment share one `insert_many` (fnkit.batch). An insert that finds its `_id` or its sku taken means the
-product exists; then, one by one, the stored product is compared with the record: equal is
-`unchanged` (a redelivery, or a re-import), different is `updated` (a version-conditional
-write, as products-api makes). A product whose sku is held under another id (created through
-products-api, or renamed since) is found by its sku, more slowly.
+FerretDB v1 (SQLite) still ~0.6 s at 100,000 products, where a read by sku or an update takes
+5-6 s (a scan). New products, the common case, are written together: the items being processed
+at the same moment share one `insert_many` (fnkit.batch). An insert that finds its `_id` or its
+sku taken means the product exists; then, one by one, the stored product is compared with the
+record: equal is `unchanged` (a redelivery, or a re-import), different is `updated` (a
+version-conditional write, as products-api makes). A product whose sku is held under another id
+(created through products-api, or renamed since) is found by its sku, more slowly.
 
 Imports write products directly, without products-api's per-product events: a bulk job
 announces its outcome with `item.processed` per item and `job.completed` once.
