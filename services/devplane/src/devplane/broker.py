@@ -80,8 +80,6 @@ class _Reply:
 
     event: CloudEvent
     binary: EncodedEvent | None
-    ttl: int
-    origin: str
 
 
 @dataclass(slots=True)
@@ -388,12 +386,7 @@ class Broker:
             copy.record.error = f"reply {reply.get_id()} dropped: {_TTL} exhausted (a reply loop?)"
             log.warning("reply dropped: TTL exhausted", extra={"event_id": copy.event.id})
             return None
-        return _Reply(
-            reply,
-            binary_message(response.headers, response.body),
-            copy.ttl - 1,
-            f"reply from {copy.trigger.subscriber}",
-        )
+        return _Reply(reply, binary_message(response.headers, response.body))
 
     def _route_reply(self, copy: _Copy, *, over_capacity: bool = False) -> QueueFull | None:
         """Route the copy's reply; the refusal if a queue it matches is full."""
@@ -401,7 +394,11 @@ class Broker:
         assert reply is not None
         try:
             routed = self.ingest(
-                reply.event, reply.origin, reply.ttl, reply.binary, over_capacity=over_capacity
+                reply.event,
+                f"reply from {copy.trigger.subscriber}",
+                copy.ttl - 1,
+                reply.binary,
+                over_capacity=over_capacity,
             )
         except QueueFull as full:
             return full

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO
 
 from fnkit import FunctionSettings
 
@@ -34,6 +34,7 @@ from devplane.servers import (
     MINIO_ROOT_USER,
     ServerProcess,
     ServerUnavailable,
+    interrupt_on_stop_signals,
     minio_server,
     mongo_server,
     port_open,
@@ -220,10 +221,6 @@ def _functions(specs: Sequence[FunctionSpec], only: set[str]) -> list[FunctionSp
     return chosen
 
 
-def _on_sigterm(signum: int, frame: object) -> NoReturn:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="devplane dev",
@@ -292,11 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     for child, prefix in zip(children, _prefixes([c.name for c in children], colour), strict=True):
         child.prefix = prefix
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    # Ctrl-C stops everything even when this was started with SIGINT ignored, as a shell
-    # without job control (a CI runner's, nohup's) starts background commands: Python would
-    # otherwise keep ignoring it.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupt_on_stop_signals()
     servers: list[ServerProcess] = []
     lock = threading.Lock()
     try:

@@ -22,7 +22,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, NoReturn
 
 CACHE_BIN = (
     Path(os.environ.get("KNATIVE_PLAYBOOK_CACHE", Path.home() / ".cache" / "knative-playbook"))
@@ -248,11 +248,9 @@ def main(argv: list[str] | None = None) -> None:
         mongo_server(root, args.mongo_port),
         minio_server(root, args.minio_port),
     ]
-    # Ctrl-C or SIGTERM, even while the servers start, stops them before this exits. Handlers
-    # rather than sigwait: an unblocked SIGTERM would end this process and orphan the servers,
-    # and SIGINT may arrive ignored (a shell without job control starts background commands so).
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    # Ctrl-C or SIGTERM, even while the servers start, stops them before this exits (with
+    # sigwait on unblocked signals, SIGTERM would end this process and orphan the servers).
+    interrupt_on_stop_signals()
     try:
         for server in servers:
             server.start()
@@ -262,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         while True:
             signal.pause()
-    except _Stopped:
+    except KeyboardInterrupt:
         pass
     finally:
         # A second Ctrl-C or SIGTERM must not cut the clean-up short and orphan them.
@@ -272,12 +270,19 @@ def main(argv: list[str] | None = None) -> None:
             server.stop()
 
 
-class _Stopped(Exception):
-    """Ctrl-C or SIGTERM asked `devplane servers` to stop."""
+def interrupt_on_stop_signals() -> None:
+    """Make Ctrl-C and SIGTERM raise KeyboardInterrupt, so a command's clean-up runs on either.
+
+    SIGINT's handler is installed even when the process was started with SIGINT ignored, as a
+    shell without job control (a CI runner's, nohup's) starts background commands: Python would
+    otherwise keep ignoring Ctrl-C.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
-def _stop(signum: int, frame: object) -> None:
-    raise _Stopped
+def _interrupt(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt
 
 
 @dataclass
